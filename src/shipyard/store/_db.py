@@ -1,0 +1,162 @@
+"""The metadata database: engine set-up, transactions, migrations."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+from sqlalchemy import create_engine, event, inspect, text
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from shipyard.errors import ConfigError, StoreError
+
+T = TypeVar("T")
+BUSY_TIMEOUT_MS = 60_000
+
+
+def normalise_url(url: str) -> str:
+    """Use psycopg 3 for ``postgresql://`` URLs (SQLAlchemy defaults to psycopg2)."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+class Database:
+    """One metadata database, SQLite or PostgreSQL.
+
+    SQLite runs in WAL mode with a busy timeout, and every write transaction
+    starts with ``BEGIN IMMEDIATE`` so that concurrent writers queue for the
+    lock instead of failing when a read transaction tries to upgrade. Reads use
+    a second engine with deferred transactions, so they never wait on writers.
+    """
+
+    def __init__(self, url: str):
+        self.url = normalise_url(url)
+        try:
+            parsed = make_url(self.url)
+        except ArgumentError:
+            raise ConfigError(
+                f"{url!r} is not a database URL",
+                hint="use sqlite:///path/to/file.db or postgresql://user:pass@host/db",
+            ) from None
+        self.dialect = parsed.get_backend_name()
+        if self.dialect == "sqlite":
+            db = parsed.database
+            if db and db != ":memory:":
+                Path(db).parent.mkdir(parents=True, exist_ok=True)
+            self.engine = self._sqlite_engine(immediate=True)
+            self.read_engine = self._sqlite_engine(immediate=False)
+        else:
+            try:
+                self.engine = create_engine(self.url, pool_pre_ping=True)
+            except Exception as exc:  # missing driver and similar
+                raise ConfigError(f"cannot use database URL {url!r}: {exc}",
+                                  hint="for PostgreSQL install shipyard[postgres]") from None
+            self.read_engine = self.engine
+        self._write = sessionmaker(self.engine, expire_on_commit=False)
+        self._read = sessionmaker(self.read_engine, expire_on_commit=False)
+
+    def _sqlite_engine(self, *, immediate: bool) -> Engine:
+        engine = create_engine(self.url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn, _record):
+            # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.close()
+
+        begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn):
+            conn.exec_driver_sql(begin)
+
+        return engine
+
+    # ------------------------------------------------------------ sessions
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A session in a write transaction: committed on success, rolled back
+        on any error, so a failure leaves no partial record."""
+        with self._write() as session:
+            try:
+                with session.begin():
+                    yield session
+            except OperationalError as exc:
+                raise self._store_error(exc) from exc
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A session for reads only."""
+        with self._read() as session:
+            try:
+                yield session
+            except OperationalError as exc:
+                raise self._store_error(exc) from exc
+            finally:
+                session.rollback()
+
+    def retry(self, fn: Callable[[Session], T], *, attempts: int = 8) -> T:
+        """Run ``fn(session)`` in a write transaction, retrying when the
+        database is locked or a serialization conflict occurs."""
+        delay = 0.02
+        for attempt in range(attempts):
+            try:
+                with self.write() as session:
+                    return fn(session)
+            except StoreError as exc:
+                if attempt == attempts - 1 or not _transient(exc.__cause__):
+                    raise
+            time.sleep(delay * (1 + random.random()))
+            delay = min(delay * 2, 1.0)
+        raise AssertionError("unreachable")
+
+    def _store_error(self, exc: OperationalError) -> StoreError:
+        return StoreError(f"metadata database {self.safe_url} failed: {exc.orig}",
+                          hint="check that the database is reachable and not full")
+
+    @property
+    def safe_url(self) -> str:
+        return make_url(self.url).render_as_string(hide_password=True)
+
+    # ---------------------------------------------------------- migrations
+    def current_revision(self) -> str | None:
+        with self.read_engine.connect() as conn:
+            if not inspect(conn).has_table("alembic_version"):
+                return None
+            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+    def upgrade(self, revision: str = "head") -> None:
+        """Bring the schema to ``revision`` (default: the newest), in one
+        transaction that concurrent openers wait on."""
+        from shipyard.store.migrations import HEAD, upgrade
+
+        try:
+            if revision == "head" and self.current_revision() == HEAD:
+                return
+            upgrade(self.engine, revision)
+        except OperationalError as exc:
+            raise self._store_error(exc) from exc
+        except SQLAlchemyError as exc:
+            raise StoreError(f"could not migrate {self.safe_url}: {exc}") from exc
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+        self.read_engine.dispose()
+
+
+def _transient(exc: BaseException | None) -> bool:
+    msg = str(exc).lower()
+    return any(s in msg for s in ("database is locked", "could not serialize", "deadlock",
+                                  "database table is locked"))

@@ -1,0 +1,147 @@
+"""SQLAlchemy 2 models of the metadata DB.
+
+Times are UNIX epoch seconds (float). Columns holding an artifact digest carry
+``info={"blob": True}`` so that garbage collection finds every reference
+without a list to keep in sync.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text,
+                        UniqueConstraint, BigInteger)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+DIGEST = String(64)
+
+
+def blob_column(nullable: bool = False) -> Mapped[Any]:
+    return mapped_column(DIGEST, nullable=nullable, info={"blob": True})
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+# ---------------------------------------------------------------- datasets
+class DatasetRow(Base):
+    __tablename__ = "datasets"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True, nullable=False)
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float, nullable=False)
+
+
+class DatasetVersionRow(Base):
+    __tablename__ = "dataset_versions"
+    __table_args__ = (
+        UniqueConstraint("dataset_id", "version", name="uq_dataset_version"),
+        UniqueConstraint("dataset_id", "content_hash", name="uq_dataset_content"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"), nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    content_hash: Mapped[str] = mapped_column(DIGEST, nullable=False)
+    snapshot_digest: Mapped[str] = blob_column()
+    num_rows: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    num_columns: Mapped[int] = mapped_column(Integer, nullable=False)
+    size_bytes: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    schema: Mapped[list] = mapped_column(JSON, nullable=False)
+    profile: Mapped[dict] = mapped_column(JSON, nullable=False)
+    source: Mapped[dict] = mapped_column(JSON, nullable=False)
+    expectations: Mapped[list | None] = mapped_column(JSON)
+    validation: Mapped[dict | None] = mapped_column(JSON)
+    forced: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    transform: Mapped[str | None] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[float] = mapped_column(Float, nullable=False)
+
+
+class DatasetLineageRow(Base):
+    __tablename__ = "dataset_lineage"
+    child_id: Mapped[int] = mapped_column(ForeignKey("dataset_versions.id"), primary_key=True)
+    parent_id: Mapped[int] = mapped_column(ForeignKey("dataset_versions.id"), primary_key=True)
+
+
+# ---------------------------------------------------------------- tracking
+class ExperimentRow(Base):
+    __tablename__ = "experiments"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True, nullable=False)
+    created_at: Mapped[float] = mapped_column(Float, nullable=False)
+
+
+class RunRow(Base):
+    __tablename__ = "runs"
+    __table_args__ = (Index("ix_runs_experiment_start", "experiment_id", "start_time"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"), nullable=False)
+    parent_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id"), index=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    start_time: Mapped[float] = mapped_column(Float, nullable=False, index=True)
+    end_time: Mapped[float | None] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(Text)
+    seed: Mapped[int | None] = mapped_column(BigInteger)
+    environment_digest: Mapped[str | None] = blob_column(nullable=True)
+    cpu_seconds: Mapped[float | None] = mapped_column(Float)
+    wall_seconds: Mapped[float | None] = mapped_column(Float)
+    peak_memory_mb: Mapped[float | None] = mapped_column(Float)
+
+
+class ParamRow(Base):
+    __tablename__ = "params"
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(250), primary_key=True)
+    value: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+class TagRow(Base):
+    __tablename__ = "tags"
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(250), primary_key=True)
+    value: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+class MetricRow(Base):
+    __tablename__ = "metrics"
+    __table_args__ = (Index("ix_metrics_run_key_step", "run_id", "key", "step"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+                                    autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), nullable=False)
+    key: Mapped[str] = mapped_column(String(250), nullable=False)
+    value: Mapped[float] = mapped_column(Float, nullable=False)
+    step: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    timestamp: Mapped[float] = mapped_column(Float, nullable=False)
+
+
+class LatestMetricRow(Base):
+    """The last-logged value of each metric of each run: what search filters on."""
+
+    __tablename__ = "latest_metrics"
+    __table_args__ = (Index("ix_latest_metrics_key_value", "key", "value"),)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(250), primary_key=True)
+    value: Mapped[float] = mapped_column(Float, nullable=False)
+    step: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    timestamp: Mapped[float] = mapped_column(Float, nullable=False)
+
+
+class RunArtifactRow(Base):
+    __tablename__ = "run_artifacts"
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), primary_key=True)
+    path: Mapped[str] = mapped_column(String(500), primary_key=True)
+    digest: Mapped[str] = blob_column()
+    size_bytes: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    created_at: Mapped[float] = mapped_column(Float, nullable=False)
+
+
+class RunInputRow(Base):
+    """Lineage: which dataset versions a run read."""
+
+    __tablename__ = "run_inputs"
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), primary_key=True)
+    dataset_version_id: Mapped[int] = mapped_column(ForeignKey("dataset_versions.id"),
+                                                    primary_key=True)
