@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import (JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text,
-                        UniqueConstraint, BigInteger)
+                        UniqueConstraint, BigInteger, false)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 DIGEST = String(64)
@@ -115,6 +115,9 @@ class MetricRow(Base):
     value: Mapped[float] = mapped_column(Float, nullable=False)
     step: Mapped[int] = mapped_column(BigInteger, nullable=False)
     timestamp: Mapped[float] = mapped_column(Float, nullable=False)
+    # SQLite turns a bound NaN into NULL, so NaN is stored as value 0 + this flag.
+    is_nan: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False,
+                                         server_default=false())
 
 
 class LatestMetricRow(Base):
@@ -127,6 +130,9 @@ class LatestMetricRow(Base):
     value: Mapped[float] = mapped_column(Float, nullable=False)
     step: Mapped[int] = mapped_column(BigInteger, nullable=False)
     timestamp: Mapped[float] = mapped_column(Float, nullable=False)
+    # SQLite turns a bound NaN into NULL, so NaN is stored as value 0 + this flag.
+    is_nan: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False,
+                                         server_default=false())
 
 
 class RunArtifactRow(Base):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
-HEAD = "0002_tracking"
+HEAD = "0003_metric_nan"
 HERE = Path(__file__).parent
 
 
