@@ -32,7 +32,7 @@ def test_info_shows_the_workspace(tmp_path):
     assert result.exit_code == 0, result.output
     from shipyard.store.migrations import HEAD
 
-    assert str(tmp_path) in result.output and HEAD in result.output
+    assert "shipyard.db" in result.output and HEAD in result.output
 
 
 def test_new_key_prints_a_usable_32_byte_key(tmp_path):

@@ -1,0 +1,33 @@
+"""Datasets: read from sources, validate, version, profile and compare.
+
+>>> import shipyard                                       # doctest: +SKIP
+>>> ws = shipyard.Workspace.open()                        # doctest: +SKIP
+>>> v = ws.datasets.register("adult", "adult.csv",        # doctest: +SKIP
+...                          expectations=[{"column": "age", "range": {"min": 0, "max": 120}}])
+>>> ws.datasets.load("adult@latest")                      # doctest: +SKIP
+
+Sources: :class:`CsvSource`, :class:`ParquetSource`, :class:`JsonSource`,
+:class:`JsonlSource`, :class:`DataFrameSource`, :class:`SqlSource`,
+:class:`HttpJsonSource`; a path, URL or DataFrame is turned into one by
+:func:`as_source`.
+"""
+
+from shipyard.data._datasets import (DatasetSummary, Datasets, DatasetVersion, check_name,
+                                     parse_ref)
+from shipyard.data._diff import ColumnChange, DatasetDiff, diff_versions
+from shipyard.data._expectations import (CheckResult, Expectation, ValidationReport,
+                                         load_expectations, parse_expectations, validate)
+from shipyard.data._profile import profile_column, profile_frame
+from shipyard.data._snapshot import content_hash
+from shipyard.data._sources import (CsvSource, DataFrameSource, FileSource, HttpJsonSource,
+                                    JsonlSource, JsonSource, ParquetSource, Source, SqlSource,
+                                    as_source)
+
+__all__ = [
+    "CheckResult", "ColumnChange", "CsvSource", "DataFrameSource", "DatasetDiff",
+    "DatasetSummary", "DatasetVersion", "Datasets", "Expectation", "FileSource",
+    "HttpJsonSource", "JsonSource", "JsonlSource", "ParquetSource", "Source", "SqlSource",
+    "ValidationReport", "as_source", "check_name", "content_hash", "diff_versions",
+    "load_expectations", "parse_expectations", "parse_ref", "profile_column", "profile_frame",
+    "validate",
+]
