@@ -32,7 +32,8 @@ def test_info_shows_the_workspace(tmp_path):
     assert result.exit_code == 0, result.output
     from shipyard.store.migrations import HEAD
 
-    assert "shipyard.db" in result.output and HEAD in result.output
+    flat = "".join(line.strip() for line in result.output.splitlines())
+    assert str(tmp_path / "shipyard.db") in flat and HEAD in flat
 
 
 def test_new_key_prints_a_usable_32_byte_key(tmp_path):

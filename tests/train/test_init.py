@@ -8,7 +8,8 @@ import pytest
 import shipyard.train
 
 MODULES = ["shipyard.train", "shipyard.train._spec", "shipyard.train._preprocess",
-           "shipyard.train._artifacts", "shipyard.train._torch_mlp"]
+           "shipyard.train._artifacts", "shipyard.train._torch_mlp", "shipyard.train._split",
+           "shipyard.train._space", "shipyard.train._metrics", "shipyard.train._imbalance"]
 
 
 def test_import_is_light():

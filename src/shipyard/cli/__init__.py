@@ -79,6 +79,8 @@ def info() -> None:
 
     ws = open_workspace()
     table = Table(show_header=False, box=None)
+    table.add_column("what", style="bold")
+    table.add_column("value", overflow="fold")  # paths and URLs wrap, never cut
     table.add_row("home", str(ws.settings.home))
     table.add_row("database", ws.db.safe_url)
     table.add_row("schema", ws.db.current_revision() or "-")

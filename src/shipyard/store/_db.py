@@ -70,8 +70,8 @@ class Database:
             # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
             dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
             cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            _enable_wal(cur)
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA synchronous=FULL")
             cur.close()
@@ -142,18 +142,39 @@ class Database:
         transaction that concurrent openers wait on."""
         from shipyard.store.migrations import HEAD, upgrade
 
-        try:
-            if revision == "head" and self.current_revision() == HEAD:
+        for attempt in range(5):
+            try:
+                if revision == "head" and self.current_revision() == HEAD:
+                    return
+                upgrade(self.engine, revision)
                 return
-            upgrade(self.engine, revision)
-        except OperationalError as exc:
-            raise self._store_error(exc) from exc
-        except SQLAlchemyError as exc:
-            raise StoreError(f"could not migrate {self.safe_url}: {exc}") from exc
+            except OperationalError as exc:
+                if attempt < 4 and _transient(exc):
+                    time.sleep(0.1 * (attempt + 1))
+                    continue
+                raise self._store_error(exc) from exc
+            except SQLAlchemyError as exc:
+                raise StoreError(f"could not migrate {self.safe_url}: {exc}") from exc
 
     def dispose(self) -> None:
         self.engine.dispose()
         self.read_engine.dispose()
+
+
+def _enable_wal(cur) -> None:
+    """Switch to WAL. Several processes opening a brand-new file at once can
+    get SQLITE_BUSY here without the busy handler being consulted, so retry."""
+    import sqlite3
+
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if not _transient(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02 + random.random() * 0.05)
 
 
 def _transient(exc: BaseException | None) -> bool:

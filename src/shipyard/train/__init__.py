@@ -16,12 +16,16 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from shipyard.train._artifacts import LightGBMModel, ModelArtifact, load_model, save_model
+    from shipyard.train._imbalance import Rebalanced, class_weights, rebalance
+    from shipyard.train._metrics import METRICS, Metric, score
     from shipyard.train._preprocess import (DateParts, TextColumn, build_preprocessor,
                                             column_kinds)
     from shipyard.train._spec import (CandidateSpec, CategoricalParam, DatasetRef,
                                       FeatureSpec, FloatParam, IntParam, ProjectSpec,
                                       SearchSpec, SplitSpec, TrainSpec, load_project,
                                       parse_project, validate_estimator)
+    from shipyard.train._space import grid_of, make_pruner, make_sampler, suggest
+    from shipyard.train._split import Split, cv_folds, make_split
     from shipyard.train._torch_mlp import TorchMLPClassifier, TorchMLPRegressor
 
 #: Public name -> private module that defines it (resolved lazily).
@@ -35,12 +39,19 @@ _EXPORTS = {
     **dict.fromkeys(["LightGBMModel", "ModelArtifact", "load_model", "save_model"],
                     "shipyard.train._artifacts"),
     **dict.fromkeys(["TorchMLPClassifier", "TorchMLPRegressor"], "shipyard.train._torch_mlp"),
+    **dict.fromkeys(["Split", "cv_folds", "make_split"], "shipyard.train._split"),
+    **dict.fromkeys(["grid_of", "make_pruner", "make_sampler", "suggest"],
+                    "shipyard.train._space"),
+    **dict.fromkeys(["METRICS", "Metric", "score"], "shipyard.train._metrics"),
+    **dict.fromkeys(["Rebalanced", "class_weights", "rebalance"], "shipyard.train._imbalance"),
 }
 __all__ = [
-    "CandidateSpec", "CategoricalParam", "DatasetRef", "DateParts", "FeatureSpec", "FloatParam",
-    "IntParam", "LightGBMModel", "ModelArtifact", "ProjectSpec", "SearchSpec", "SplitSpec",
-    "TextColumn", "TorchMLPClassifier", "TorchMLPRegressor", "TrainSpec", "build_preprocessor",
-    "column_kinds", "load_model", "load_project", "parse_project", "save_model",
+    "METRICS", "CandidateSpec", "CategoricalParam", "DatasetRef", "DateParts", "FeatureSpec",
+    "FloatParam", "IntParam", "LightGBMModel", "Metric", "ModelArtifact", "ProjectSpec",
+    "Rebalanced", "SearchSpec", "Split", "SplitSpec", "TextColumn", "TorchMLPClassifier",
+    "TorchMLPRegressor", "TrainSpec", "build_preprocessor", "class_weights", "column_kinds",
+    "cv_folds", "grid_of", "load_model", "load_project", "make_pruner", "make_sampler",
+    "make_split", "parse_project", "rebalance", "save_model", "score", "suggest",
     "validate_estimator",
 ]
 

@@ -42,6 +42,7 @@ import yaml
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator,
                       model_validator)
 
+from shipyard.train._metrics import METRICS as _METRIC_TABLE
 from shipyard.errors import ConfigError
 
 Task = Literal["binary", "multiclass", "regression"]
@@ -53,15 +54,9 @@ ESTIMATOR_ALIASES = {
     "lightgbm": ("lightgbm.LGBMClassifier", "lightgbm.LGBMRegressor"),
     "torch_mlp": ("shipyard.train.TorchMLPClassifier", "shipyard.train.TorchMLPRegressor"),
 }
-#: Metrics a search may optimise, per task, with their direction.
+#: Metrics a search may optimise, per task, with their direction (from ``_metrics``).
 METRICS: dict[str, dict[str, str]] = {
-    "binary": {"roc_auc": "maximize", "accuracy": "maximize", "balanced_accuracy": "maximize",
-               "f1": "maximize", "precision": "maximize", "recall": "maximize",
-               "average_precision": "maximize", "log_loss": "minimize"},
-    "multiclass": {"accuracy": "maximize", "balanced_accuracy": "maximize",
-                   "f1_macro": "maximize", "f1_weighted": "maximize",
-                   "roc_auc_ovr": "maximize", "log_loss": "minimize"},
-    "regression": {"rmse": "minimize", "mae": "minimize", "r2": "maximize", "mape": "minimize"},
+    task: {name: m.direction for name, m in table.items()} for task, table in _METRIC_TABLE.items()
 }
 DEFAULT_METRIC = {"binary": "roc_auc", "multiclass": "f1_macro", "regression": "rmse"}
 
