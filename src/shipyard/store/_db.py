@@ -132,10 +132,12 @@ class Database:
 
     # ---------------------------------------------------------- migrations
     def current_revision(self) -> str | None:
+        from shipyard.store.migrations import VERSION_TABLE
+
         with self.read_engine.connect() as conn:
-            if not inspect(conn).has_table("alembic_version"):
+            if not inspect(conn).has_table(VERSION_TABLE):
                 return None
-            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+            return conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
 
     def upgrade(self, revision: str = "head") -> None:
         """Bring the schema to ``revision`` (default: the newest), in one

@@ -12,6 +12,7 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 
 HEAD = "0003_metric_nan"
+VERSION_TABLE = "shipyard_schema_version"
 HERE = Path(__file__).parent
 
 

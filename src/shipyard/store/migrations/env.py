@@ -4,6 +4,7 @@ from alembic import context
 from sqlalchemy import text
 
 from shipyard.store._models import Base
+from shipyard.store.migrations import VERSION_TABLE
 
 connection = context.config.attributes["connection"]
 context.configure(
@@ -11,6 +12,9 @@ context.configure(
     target_metadata=Base.metadata,
     render_as_batch=connection.dialect.name == "sqlite",
     transaction_per_migration=False,
+    # Not the default "alembic_version": Optuna keeps its studies in the same DB
+    # and runs its own Alembic migrations with that table name.
+    version_table=VERSION_TABLE,
 )
 with context.begin_transaction():
     if connection.dialect.name == "postgresql":
