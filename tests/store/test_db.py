@@ -75,3 +75,16 @@ def test_concurrent_first_open_and_writes_from_four_processes(tmp_path):
     ws = Workspace.open(tmp_path)
     with ws.db.read() as s:
         assert s.execute(text("SELECT count(*) FROM datasets")).scalar() == 200
+
+
+def test_foreign_tables_in_the_way_are_a_clear_error(tmp_path):
+    import sqlite3
+
+    from shipyard.errors import StoreError
+
+    path = tmp_path / "shipyard.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE datasets (something TEXT)")
+    with pytest.raises(StoreError) as info:
+        Workspace.open(tmp_path)
+    assert "could not bring the schema" in str(info.value) and "empty database" in str(info.value)

@@ -154,9 +154,16 @@ class Database:
                 if attempt < 4 and _transient(exc):
                     time.sleep(0.1 * (attempt + 1))
                     continue
-                raise self._store_error(exc) from exc
+                raise self._migration_error(revision, exc.orig) from exc
             except SQLAlchemyError as exc:
-                raise StoreError(f"could not migrate {self.safe_url}: {exc}") from exc
+                raise self._migration_error(revision, exc) from exc
+
+    def _migration_error(self, revision: str, cause: object) -> StoreError:
+        return StoreError(
+            f"could not bring the schema of {self.safe_url} to {revision}: {cause}",
+            hint="if this database holds tables Shipyard did not make, point SHIPYARD_DB_URL "
+                 "(or --home) at an empty database",
+        )
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -86,19 +86,17 @@ class MetricBuffer:
         with self._lock:
             self._pending.append(point)
             n = len(self._pending)
-        if self._thread is None:
-            self._start()
-        if n >= self.batch_size:
-            if n >= self.max_pending:
-                self.flush()
-            else:
-                self._wake.set()
+        self._queued(n)
 
     def extend(self, points: Iterable[Point]) -> None:
         """Queue several points at once."""
         with self._lock:
             self._pending.extend(points)
             n = len(self._pending)
+        self._queued(n)
+
+    def _queued(self, n: int) -> None:
+        """After queueing: start the writer, wake it, or write now when full."""
         if self._thread is None:
             self._start()
         if n >= self.batch_size:
