@@ -12,6 +12,8 @@ from shipyard.store import ArtifactStore, Database, GcReport
 
 if TYPE_CHECKING:
     from shipyard.data import Datasets
+    from shipyard.registry import Registry
+    from shipyard.security import AuditLog
     from shipyard.tracking import ActiveRun, Runs
 
 
@@ -33,6 +35,8 @@ class Workspace:
         self.artifacts = artifacts
         self._datasets: Datasets | None = None
         self._runs: Runs | None = None
+        self._models: Registry | None = None
+        self._audit: AuditLog | None = None
 
     @classmethod
     def open(
@@ -90,6 +94,26 @@ class Workspace:
 
             self._datasets = Datasets(self)
         return self._datasets
+
+    # ------------------------------------------------------------ registry
+    @property
+    def models(self) -> Registry:
+        """Registered models: versions, aliases, rollback, lineage, loading."""
+        if self._models is None:
+            from shipyard.registry import Registry
+
+            self._models = Registry(self)
+        return self._models
+
+    # ------------------------------------------------------------ security
+    @property
+    def audit(self) -> AuditLog:
+        """The tamper-evident audit log: entries, verify, export."""
+        if self._audit is None:
+            from shipyard.security import AuditLog
+
+            self._audit = AuditLog(self)
+        return self._audit
 
     # ------------------------------------------------------------ tracking
     @property

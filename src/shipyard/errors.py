@@ -80,3 +80,7 @@ class TrackingError(ShipyardError):
 
 class FilterSyntaxError(ShipyardError):
     """A search filter expression could not be parsed."""
+
+
+class TrainingError(ShipyardError):
+    """A training or search could not run, or gave no model."""

@@ -23,14 +23,14 @@ FEATURES = ["age", "income", "city", "member", "joined", "review"]
 
 
 def lgbm(kind="classifier", **params):
-    lightgbm = pytest.importorskip("lightgbm")
+    import lightgbm
     cls = lightgbm.LGBMClassifier if kind == "classifier" else lightgbm.LGBMRegressor
     return cls(n_estimators=15, num_leaves=7, deterministic=True, num_threads=1,
                random_state=0, verbose=-1, **params)
 
 
 def mlp(**params):
-    pytest.importorskip("torch")
+    import torch  # noqa: F401
     return TorchMLPClassifier(**{"hidden_sizes": (8,), "max_epochs": 8, "seed": 3, **params})
 
 

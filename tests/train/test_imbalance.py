@@ -12,7 +12,7 @@ import shipyard.train._imbalance
 from shipyard.errors import ConfigError, DataError
 from shipyard.train import SplitSpec, TorchMLPClassifier, class_weights, make_split, rebalance
 
-pytest.importorskip("imblearn")
+import imblearn  # noqa: F401
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +102,7 @@ def test_class_weight_as_estimator_parameter(data):
 
 
 def test_class_weight_for_lightgbm(data):
-    lightgbm = pytest.importorskip("lightgbm")
+    import lightgbm
     X, y = data
     out = rebalance("class_weight", X, y, task="binary", seed=0,
                     estimator=lightgbm.LGBMClassifier())

@@ -7,7 +7,7 @@ import shipyard.train._space
 from shipyard.errors import ConfigError
 from shipyard.train import CandidateSpec, grid_of, make_pruner, make_sampler, suggest
 
-optuna = pytest.importorskip("optuna")
+import optuna
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 SPACE = {

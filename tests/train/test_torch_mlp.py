@@ -5,7 +5,7 @@ from sklearn.base import clone, is_classifier, is_regressor
 
 from shipyard.train import TorchMLPClassifier, TorchMLPRegressor
 
-torch = pytest.importorskip("torch")
+import torch
 
 
 def weights(model):

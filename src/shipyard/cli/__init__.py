@@ -12,8 +12,11 @@ from typing import Annotated, Optional
 import typer
 
 from shipyard.cli._common import console, err_console, open_workspace, set_home, state
+from shipyard.cli._audit import app as audit_app
 from shipyard.cli._data import app as data_app
+from shipyard.cli._models import app as models_app
 from shipyard.cli._runs import app as runs_app
+from shipyard.cli._train import reproduce_command, train_command
 
 app = typer.Typer(
     name="shipyard",
@@ -26,6 +29,10 @@ app = typer.Typer(
 )
 app.add_typer(data_app, name="data")
 app.add_typer(runs_app, name="runs")
+app.add_typer(models_app, name="models")
+app.add_typer(audit_app, name="audit")
+app.command("train")(train_command)
+app.command("reproduce")(reproduce_command)
 
 
 @app.callback()

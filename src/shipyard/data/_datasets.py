@@ -308,10 +308,11 @@ class Datasets:
             transform=_transform_text(transform), description=description,
             created_by=created_by if created_by is not None else _user(),
         )
-        return self._commit(name, fields, parent_ids, description)
+        # The audit actor follows created_by when given, else $SHIPYARD_ACTOR / the OS user.
+        return self._commit(name, fields, parent_ids, description, actor=created_by or None)
 
     def _commit(self, name: str, fields: dict[str, Any], parent_ids: list[int],
-                description: str | None) -> DatasetVersion:
+                description: str | None, *, actor: str | None = None) -> DatasetVersion:
         def write(session: Session) -> DatasetVersion:
             now = time.time()
             dataset = session.execute(
@@ -334,7 +335,16 @@ class Datasets:
             session.add_all(DatasetLineageRow(child_id=row.id, parent_id=pid)
                             for pid in parent_ids)
             session.flush()
-            return self._version(session, row, name, new=True)
+            version = self._version(session, row, name, new=True)
+            # Same transaction: the version and its audit entry commit together or not at all.
+            self._ws.audit.append(
+                session, actor=actor, action="dataset.register", object_type="dataset",
+                object_id=name,
+                details={"version": version.version, "content_hash": version.content_hash,
+                         "snapshot_digest": version.snapshot_digest,
+                         "num_rows": version.num_rows, "forced": version.forced,
+                         "parents": list(version.parents)})
+            return version
 
         for attempt in range(CONFLICT_ATTEMPTS):
             try:

@@ -151,3 +151,90 @@ class RunInputRow(Base):
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), primary_key=True)
     dataset_version_id: Mapped[int] = mapped_column(ForeignKey("dataset_versions.id"),
                                                     primary_key=True)
+
+
+# ------------------------------------------------------------ audit log
+class AuditEntryRow(Base):
+    """One hash-chained record of a change (see :mod:`shipyard.security`)."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_object", "object_type", "object_id"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+                                    autoincrement=True)
+    # Unique so that two writers that somehow read the same tail cannot both
+    # commit: the backstop behind the writer lock.
+    seq: Mapped[int] = mapped_column(BigInteger, unique=True, nullable=False)
+    ts: Mapped[float] = mapped_column(Float, nullable=False, index=True)
+    actor: Mapped[str] = mapped_column(String(200), nullable=False)
+    action: Mapped[str] = mapped_column(String(64), nullable=False)
+    object_type: Mapped[str] = mapped_column(String(64), nullable=False)
+    object_id: Mapped[str] = mapped_column(String(500), nullable=False)
+    reason: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[dict | None] = mapped_column(JSON)
+    keyed: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    prev_hash: Mapped[str] = mapped_column(DIGEST, nullable=False)
+    hash: Mapped[str] = mapped_column(DIGEST, nullable=False)
+
+
+# ------------------------------------------------------------- registry
+class RegisteredModelRow(Base):
+    __tablename__ = "registered_models"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True, nullable=False)
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float, nullable=False)
+
+
+class ModelVersionRow(Base):
+    __tablename__ = "model_versions"
+    __table_args__ = (
+        UniqueConstraint("model_id", "version", name="uq_model_version"),
+        UniqueConstraint("model_id", "artifact_digest", name="uq_model_artifact"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("registered_models.id"), nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), nullable=False, index=True)
+    artifact_digest: Mapped[str] = blob_column()
+    signature: Mapped[dict | None] = mapped_column(JSON)
+    metrics: Mapped[dict] = mapped_column(JSON, nullable=False)
+    tags: Mapped[dict] = mapped_column(JSON, nullable=False)
+    description: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    dataset_version_id: Mapped[int | None] = mapped_column(ForeignKey("dataset_versions.id"))
+    created_at: Mapped[float] = mapped_column(Float, nullable=False)
+    created_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class ModelVersionBlobRow(Base):
+    """Every blob a model version needs (manifest and parts), so gc keeps them
+    whatever the run that produced them recorded."""
+
+    __tablename__ = "model_version_blobs"
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"), primary_key=True)
+    digest: Mapped[str] = mapped_column(DIGEST, primary_key=True, info={"blob": True})
+
+
+class ModelAliasRow(Base):
+    __tablename__ = "model_aliases"
+    model_id: Mapped[int] = mapped_column(ForeignKey("registered_models.id"), primary_key=True)
+    alias: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"), nullable=False,
+                                            index=True)
+    updated_at: Mapped[float] = mapped_column(Float, nullable=False)
+
+
+class ModelAliasEventRow(Base):
+    """Every move of an alias: what rollback replays."""
+
+    __tablename__ = "model_alias_history"
+    __table_args__ = (Index("ix_model_alias_history_alias", "model_id", "alias", "id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("registered_models.id"), nullable=False)
+    alias: Mapped[str] = mapped_column(String(64), nullable=False)
+    event: Mapped[str] = mapped_column(String(16), nullable=False)
+    version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
+    previous_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
+    ts: Mapped[float] = mapped_column(Float, nullable=False)
+    actor: Mapped[str] = mapped_column(String(200), nullable=False)
+    reason: Mapped[str | None] = mapped_column(Text)

@@ -1,4 +1,5 @@
-"""Training: project specs, preprocessing, models and safe model artifacts.
+"""Training: project specs, preprocessing, hyperparameter search, executors,
+reproducible tracked models and safe model artifacts.
 
 Importing this package is cheap: each public name is imported from its
 private module on first use, so scikit-learn, LightGBM and torch load only
@@ -27,6 +28,11 @@ if TYPE_CHECKING:
     from shipyard.train._space import grid_of, make_pruner, make_sampler, suggest
     from shipyard.train._split import Split, cv_folds, make_split
     from shipyard.train._torch_mlp import TorchMLPClassifier, TorchMLPRegressor
+    from shipyard.train._cost import CostModel
+    from shipyard.train._executors import EXECUTORS, Executor, make_executor
+    from shipyard.train._reproduce import ReproItem, ReproReport, reproduce
+    from shipyard.train._study import CandidateResult
+    from shipyard.train._trainer import TrainResult, print_result, train, train_project
 
 #: Public name -> private module that defines it (resolved lazily).
 _EXPORTS = {
@@ -44,9 +50,17 @@ _EXPORTS = {
                     "shipyard.train._space"),
     **dict.fromkeys(["METRICS", "Metric", "score"], "shipyard.train._metrics"),
     **dict.fromkeys(["Rebalanced", "class_weights", "rebalance"], "shipyard.train._imbalance"),
+    "CostModel": "shipyard.train._cost",
+    **dict.fromkeys(["EXECUTORS", "Executor", "make_executor"], "shipyard.train._executors"),
+    **dict.fromkeys(["ReproItem", "ReproReport", "reproduce"], "shipyard.train._reproduce"),
+    "CandidateResult": "shipyard.train._study",
+    **dict.fromkeys(["TrainResult", "print_result", "train", "train_project"],
+                    "shipyard.train._trainer"),
 }
 __all__ = [
-    "METRICS", "CandidateSpec", "CategoricalParam", "DatasetRef", "DateParts", "FeatureSpec",
+    "EXECUTORS", "METRICS", "CandidateResult", "CandidateSpec", "CostModel", "Executor",
+    "ReproItem", "ReproReport", "TrainResult", "make_executor", "print_result", "reproduce",
+    "train", "train_project", "CategoricalParam", "DatasetRef", "DateParts", "FeatureSpec",
     "FloatParam", "IntParam", "LightGBMModel", "Metric", "ModelArtifact", "ProjectSpec",
     "Rebalanced", "SearchSpec", "Split", "SplitSpec", "TextColumn", "TorchMLPClassifier",
     "TorchMLPRegressor", "TrainSpec", "build_preprocessor", "class_weights", "column_kinds",

@@ -41,7 +41,11 @@ from shipyard.errors import ArtifactError, ShipyardError
 from shipyard.store import ArtifactStore
 
 MANIFEST_VERSION = 1
-FORMATS = ("skops", "lightgbm", "torch")
+#: Formats wrapping another saved model (its manifest is part ``base``), each
+#: loaded by ``cls._load(store, artifact)`` of the class named here: a fixed
+#: table, never a name read from the manifest.
+WRAPPERS = {"thresholded": "shipyard.evaluate._mitigation.ThresholdedModel"}
+FORMATS = ("skops", "lightgbm", "torch", *WRAPPERS)
 
 #: Modules whose classes a skops file may hold.
 ALLOWED_PREFIXES = ("sklearn.", "numpy.", "scipy.sparse.", "scipy.special.", "shipyard.train.")
@@ -77,7 +81,7 @@ class ModelArtifact(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     digest: str
-    format: Literal["skops", "lightgbm", "torch"]
+    format: Literal["skops", "lightgbm", "torch", "thresholded"]
     parts: dict[str, str]
     metadata: dict[str, Any]
 
@@ -301,6 +305,9 @@ def load_model(store: ArtifactStore, artifact: ModelArtifact | str) -> Any:
         raise ArtifactError(f"model {digest}: the artifact record does not match its manifest",
                             hint="the record was altered; load by digest to use the manifest")
     parts = stored.parts
+    if stored.format in WRAPPERS:
+        module, _, name = WRAPPERS[stored.format].rpartition(".")
+        return getattr(importlib.import_module(module), name)._load(store, stored)
     needed = {"skops": {"model"}, "lightgbm": {"booster", "config"},
               "torch": {"weights", "config"}}[stored.format]
     if not needed <= set(parts):

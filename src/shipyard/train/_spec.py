@@ -307,6 +307,10 @@ class SearchSpec(_Spec):
     timeout: float | None = Field(None, gt=0, description="Seconds for the whole search.")
     pruner: Literal["none", "median", "hyperband"] = "none"
     n_jobs: int = Field(1, ge=1)
+    batch_size: int = Field(4, ge=1, description=(
+        "Trials asked of the sampler together. Results depend on it, not on n_jobs: "
+        "the same seed and batch_size give the same trials with any n_jobs or executor; "
+        "at most batch_size trials run at once."))
     executor: Literal["local", "ray"] = "local"
     address: str | None = Field(None, description="Ray cluster address, e.g. ray://host:10001.")
     metric: str | None = None
@@ -344,6 +348,17 @@ class TrainSpec(_Spec):
         return self
 
 
+class CostSpec(_Spec):
+    """The ``cost:`` section: how CPU time becomes an energy and CO2e estimate.
+
+    Unset values come from ``SHIPYARD_WATTS_PER_CORE`` and
+    ``SHIPYARD_GRID_INTENSITY``, else 15 W per busy core and 400 gCO2e/kWh.
+    """
+
+    watts_per_core: float | None = Field(None, gt=0)
+    grid_gco2_per_kwh: float | None = Field(None, ge=0)
+
+
 class ProjectSpec(_Spec):
     """A whole ``shipyard.yaml`` (the sections training reads)."""
 
@@ -354,6 +369,7 @@ class ProjectSpec(_Spec):
     features: FeatureSpec = FeatureSpec()
     seed: int = Field(0, ge=0, lt=2**32)
     train: TrainSpec
+    cost: CostSpec = CostSpec()
 
     @model_validator(mode="before")
     @classmethod

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
-HEAD = "0003_metric_nan"
+HEAD = "0004_registry_audit"
 VERSION_TABLE = "shipyard_schema_version"
 HERE = Path(__file__).parent
 

@@ -1,0 +1,28 @@
+"""The demo is the main job: it must run end to end on a fresh workspace."""
+
+from rich.console import Console
+
+from shipyard import Workspace
+from shipyard.demo import run_demo
+
+
+def test_demo_runs_end_to_end_and_is_idempotent(tmp_path):
+    ws = Workspace.open(tmp_path)
+    console = Console(record=True, width=120)
+    first = run_demo(ws, console=console, rows=3000)
+    assert first["clean"].num_rows == 3000 and first["clean"].parents == ("adult_raw@1",)
+    assert "nothing was registered" in str(first["refused"])
+    assert first["run"].status == "FINISHED" and 0 < first["run"].metrics["positive_rate"] < 1
+    trained = first["trained"]
+    assert set(trained.leaderboard["candidate"]) == {"logreg", "lightgbm"}
+    assert trained.test_metrics["roc_auc"] > 0.8
+    assert first["model"].ref == "adult-income@1"
+    model = ws.models.load("adult-income@1")
+    sample = first["test"].to_pandas().head(5)
+    assert len(model.predict(sample)) == 5
+
+    again = run_demo(ws, console=console, rows=3000)
+    assert again["clean"].ref == first["clean"].ref  # same content, same version
+    assert again["model"].version == 1  # same seed, same model digest: no new version
+    assert "best roc_auc" in console.export_text()
+    ws.close()
