@@ -41,6 +41,7 @@ test: $(VENV)/.dev
 
 bench: $(VENV)/.bench
 	$(BIN)/python benchmarks/tracking.py
+	$(BIN)/python benchmarks/training.py
 
 clean:
 	rm -rf $(VENV) .shipyard .pytest_cache

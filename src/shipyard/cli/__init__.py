@@ -51,8 +51,10 @@ def _root(
 def demo(
     rows: Annotated[Optional[int], typer.Option(help="Use only the first N rows (faster).")] = None,
 ) -> None:
-    """Run the main job end to end on the embedded workspace: ingest the Adult census
-    dataset, validate it, version it, and record a tracked run."""
+    """Run the main job end to end on the embedded workspace.
+
+    Ingest the Adult census dataset, validate and version it, record a tracked
+    run, tune two model families and register the winner."""
     from shipyard.demo import run_demo
 
     run_demo(open_workspace(), console=console, rows=rows)

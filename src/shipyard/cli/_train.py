@@ -21,8 +21,11 @@ def train_command(
     executor: Annotated[Optional[str], typer.Option(
         help="Where trials run: local or ray (default: train.search.executor).")] = None,
 ) -> None:
-    """Search every candidate of a project, refit the best on train+validation,
-    score it once on the test rows and store it, all tracked."""
+    """Tune every candidate of a project file and store the best model, all tracked.
+
+    Each candidate's Optuna study lives in the workspace DB, so an interrupted
+    search resumes where it stopped. The best candidate is refit on
+    train+validation and scored once on the test rows."""
     from shipyard.train import train_project
 
     train_project(open_workspace(), project, console=console, resume=resume, n_jobs=n_jobs,
