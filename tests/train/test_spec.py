@@ -326,3 +326,28 @@ def test_settings_that_need_a_missing_package_say_which(monkeypatch):
                    .replace("pruner: median", "executor: ray"))
     assert "train.imbalance: smote needs the imbalanced-learn package" in msg
     assert "train.search.executor: ray needs the ray package" in msg
+
+
+def test_gates_section_is_validated_at_load_time(tmp_path):
+    from shipyard.errors import ConfigError
+    from shipyard.train import load_project
+
+    base = """name: t
+dataset: d@1
+target: y
+task: binary
+train:
+  candidates: [{name: lr, estimator: sklearn.linear_model.LogisticRegression}]
+gates:
+  metrics: {roc_auc: {%s: 0.8}}
+  champion: {metric: roc_auc, test: mcnemar}
+"""
+    good = tmp_path / "good.yaml"
+    good.write_text(base % "min")
+    spec = load_project(good)
+    assert spec.gates.champion.test == "mcnemar"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(base % "mni")
+    with pytest.raises(ConfigError) as info:
+        load_project(bad)
+    assert "bad.yaml" in str(info.value) and "metrics.roc_auc.mni" in str(info.value)

@@ -14,7 +14,9 @@ import typer
 from shipyard.cli._common import console, err_console, open_workspace, set_home, state
 from shipyard.cli._audit import app as audit_app
 from shipyard.cli._data import app as data_app
+from shipyard.cli._evaluate import evaluate_command
 from shipyard.cli._models import app as models_app
+from shipyard.cli._promote import promote_command
 from shipyard.cli._runs import app as runs_app
 from shipyard.cli._train import reproduce_command, train_command
 
@@ -33,6 +35,8 @@ app.add_typer(models_app, name="models")
 app.add_typer(audit_app, name="audit")
 app.command("train")(train_command)
 app.command("reproduce")(reproduce_command)
+app.command("evaluate")(evaluate_command)
+app.command("promote")(promote_command)
 
 
 @app.callback()
@@ -84,7 +88,9 @@ def info() -> None:
     from rich.table import Table
     from sqlalchemy import func, select
 
-    from shipyard.store._models import DatasetRow, DatasetVersionRow, ExperimentRow, RunRow
+    from shipyard.store._models import (AuditEntryRow, DatasetRow, DatasetVersionRow,
+                                        ExperimentRow, ModelVersionRow, RegisteredModelRow,
+                                        RunRow)
 
     ws = open_workspace()
     table = Table(show_header=False, box=None)
@@ -97,7 +103,9 @@ def info() -> None:
     table.add_row("encryption", "AES-256-GCM" if ws.artifacts.encrypted else "off")
     with ws.db.read() as s:
         for label, row in (("datasets", DatasetRow), ("dataset versions", DatasetVersionRow),
-                           ("experiments", ExperimentRow), ("runs", RunRow)):
+                           ("experiments", ExperimentRow), ("runs", RunRow),
+                           ("models", RegisteredModelRow), ("model versions", ModelVersionRow),
+                           ("audit entries", AuditEntryRow)):
             table.add_row(label, str(s.execute(select(func.count()).select_from(row)).scalar()))
     console.print(table)
 

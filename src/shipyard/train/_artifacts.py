@@ -44,7 +44,7 @@ MANIFEST_VERSION = 1
 #: Formats wrapping another saved model (its manifest is part ``base``), each
 #: loaded by ``cls._load(store, artifact)`` of the class named here: a fixed
 #: table, never a name read from the manifest.
-WRAPPERS = {"thresholded": "shipyard.evaluate._mitigation.ThresholdedModel"}
+WRAPPERS = {"thresholded": "shipyard.train._thresholded.ThresholdedModel"}
 FORMATS = ("skops", "lightgbm", "torch", *WRAPPERS)
 
 #: Modules whose classes a skops file may hold.

@@ -370,6 +370,23 @@ class ProjectSpec(_Spec):
     seed: int = Field(0, ge=0, lt=2**32)
     train: TrainSpec
     cost: CostSpec = CostSpec()
+    #: Promotion gates (a ``shipyard.evaluate.GatePolicy``), checked by
+    #: ``shipyard promote``; validated here so a bad policy fails at load time.
+    gates: Any = None
+
+    @field_validator("gates", mode="before")
+    @classmethod
+    def _gates(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        # Imported here: evaluation is a later stage than training.
+        from shipyard.errors import ConfigError as _ConfigError
+        from shipyard.evaluate._gates import load_policy
+
+        try:
+            return load_policy(value, source="gates")
+        except _ConfigError as exc:
+            raise ValueError(exc.message.split(": ", 1)[-1]) from None
 
     @model_validator(mode="before")
     @classmethod

@@ -1,0 +1,70 @@
+"""Evaluation: task metrics with bootstrap confidence intervals, slices,
+fairness, explanations, robustness, operational figures, HTML reports and
+model cards.
+
+Importing this package is cheap: each public name is imported from its
+private module on first use, so scikit-learn, fairlearn, shap and matplotlib
+load only when needed.
+
+>>> import shipyard.evaluate
+>>> "evaluate_model" in dir(shipyard.evaluate)
+True
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from shipyard.evaluate._explain import explain_rows, global_importance
+    from shipyard.evaluate._fairness import fairness_report
+    from shipyard.evaluate._operational import operational_report
+    from shipyard.evaluate._report import EvaluationReport, evaluate, evaluate_model
+    from shipyard.evaluate._scores import bootstrap_ci, task_metrics
+    from shipyard.evaluate._slices import slice_report
+    from shipyard.evaluate._robustness import robustness_report
+    from shipyard.evaluate._mitigation import MitigationResult, ThresholdedModel, mitigate
+    from shipyard.evaluate._gates import (ChampionRule, FairnessRule, GateCheck, GatePolicy,
+                                          GateResult, LatencyRule, MetricRule, RobustnessRule,
+                                          check_gates, load_policy)
+    from shipyard.evaluate._promote import PromotionResult, promote
+
+#: Public name -> private module that defines it (resolved lazily).
+_EXPORTS = {
+    **dict.fromkeys(["EvaluationReport", "evaluate", "evaluate_model"],
+                    "shipyard.evaluate._report"),
+    **dict.fromkeys(["bootstrap_ci", "task_metrics"], "shipyard.evaluate._scores"),
+    "slice_report": "shipyard.evaluate._slices",
+    "fairness_report": "shipyard.evaluate._fairness",
+    **dict.fromkeys(["explain_rows", "global_importance"], "shipyard.evaluate._explain"),
+    "operational_report": "shipyard.evaluate._operational",
+    "robustness_report": "shipyard.evaluate._robustness",
+    **dict.fromkeys(["MitigationResult", "ThresholdedModel", "mitigate"],
+                    "shipyard.evaluate._mitigation"),
+    **dict.fromkeys(["ChampionRule", "FairnessRule", "GateCheck", "GatePolicy", "GateResult",
+                     "LatencyRule", "MetricRule", "RobustnessRule", "check_gates", "load_policy"],
+                    "shipyard.evaluate._gates"),
+    **dict.fromkeys(["PromotionResult", "promote"], "shipyard.evaluate._promote"),
+}
+__all__ = [
+    "EvaluationReport", "bootstrap_ci", "evaluate", "evaluate_model", "explain_rows",
+    "fairness_report", "global_importance", "operational_report", "slice_report",
+    "task_metrics",
+    "robustness_report", "MitigationResult", "ThresholdedModel", "mitigate", "ChampionRule",
+    "FairnessRule", "GateCheck", "GatePolicy", "GateResult", "LatencyRule", "MetricRule",
+    "RobustnessRule", "check_gates", "load_policy", "PromotionResult", "promote",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'shipyard.evaluate' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
