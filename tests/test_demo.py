@@ -21,8 +21,16 @@ def test_demo_runs_end_to_end_and_is_idempotent(tmp_path):
     sample = first["test"].to_pandas().head(5)
     assert len(model.predict(sample)) == 5
 
+    assert not first["first"].promoted  # the fairness gate refuses the unmitigated model
+    failed = {check.name for check in first["first"].gates.failed}
+    assert failed == {"fairness.max_demographic_parity_difference"}
+    assert first["second"].promoted and first["champion"].ref == first["mitigated"].version.ref
+    assert (tmp_path / "reports" / "adult-income-1" / "report.html").is_file()
+    assert ws.audit.verify().ok
+
     again = run_demo(ws, console=console, rows=3000)
     assert again["clean"].ref == first["clean"].ref  # same content, same version
     assert again["model"].version == 1  # same seed, same model digest: no new version
+    assert again["second"].already and again["champion"].ref == first["champion"].ref
     assert "best roc_auc" in console.export_text()
     ws.close()

@@ -131,16 +131,81 @@ def run_demo(ws: Workspace, *, console: Console, rows: int | None = None) -> dic
     console.print(f"registered [bold]{model.ref}[/] from run {trained.study_run_id[:12]} "
                   f"(model {trained.model_digest[:12]})")
 
+    console.rule("[bold]5. Evaluate and promote through the gates")
+    from shipyard.train import load_project
+
+    spec = load_project(example_project())
+    reports = ws.settings.home / "reports"
+    first = _promote(ws, console, model.ref, spec, reports)
+
+    console.rule("[bold]6. Mitigate the fairness gap, promote again")
+    from shipyard.evaluate import mitigate
+
+    mitigated = mitigate(ws, model.ref, clean.ref, target=spec.target, sensitive="sex")
+    console.print(
+        f"{mitigated.version.ref}: per-group thresholds on sex (fairlearn ThresholdOptimizer, "
+        f"fit on {clean.ref}); demographic parity difference "
+        f"{mitigated.before['demographic_parity_difference']:.3f} -> "
+        f"{mitigated.after['demographic_parity_difference']:.3f} on the fit rows")
+    second = _promote(ws, console, mitigated.version.ref, spec, reports)
+    champion = ws.models.get(f"{model.name}@champion") if (first.promoted or second.promoted) \
+        else None
+
     console.rule("[bold]Summary")
     console.print(f"datasets: {', '.join(d.ref for d in (raw, clean, test))}; baseline run "
                   f"{info.id[:12]} {info.status}; best candidate {trained.best_candidate} "
-                  f"({trained.metric} {trained.best_score:.4f}); model {model.ref}; "
+                  f"({trained.metric} {trained.best_score:.4f}); model {model.ref}; champion "
+                  f"{champion.ref if champion else 'none'}; "
                   f"{time.perf_counter() - started:.1f}s")
     console.print("next: [cyan]shipyard data list[/], [cyan]shipyard data diff adult_raw@1 "
                   "adult@1[/], [cyan]shipyard runs list[/], [cyan]shipyard models show "
-                  f"{model.name}[/], [cyan]shipyard reproduce {trained.study_run_id[:8]}[/]")
+                  f"{model.name}[/], [cyan]shipyard reproduce {trained.study_run_id[:8]}[/], "
+                  f"[cyan]shipyard audit list[/]; reports in {reports}")
     return {"raw": raw, "clean": clean, "test": test, "run": info, "refused": refused,
-            "trained": trained, "model": model}
+            "trained": trained, "model": model, "first": first, "mitigated": mitigated,
+            "second": second, "champion": champion}
+
+
+def _promote(ws: Workspace, console: Console, ref: str, spec, reports: Path):
+    """Promote ``ref`` to champion through the project's gates on the held-out
+    test file; write its HTML report and model card; print the verdict."""
+    import functools
+
+    from rich.table import Table
+
+    from shipyard.evaluate import EvaluationReport, evaluate, promote
+
+    # 30 explained rows keep the demo quick; `shipyard evaluate` explains 100.
+    result = promote(ws, ref, to="champion", policy=spec.gates, dataset_ref="adult_test@1",
+                     target=spec.target, sensitive=spec.features.sensitive,
+                     evaluate_fn=functools.partial(evaluate, explain_rows=30))
+    if result.already:
+        console.print(f"{ref} is the champion already; nothing to evaluate")
+        return result
+    report = EvaluationReport.from_dict(result.report)
+    folder = reports / ref.replace("@", "-")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "report.html").write_text(report.to_html())
+    (folder / "model_card.md").write_text(report.model_card())
+    sex = result.report["fairness"]["features"]["sex"]
+    console.print(f"{ref} on adult_test@1: accuracy {result.report['metrics']['accuracy']['value']:.4f}, "
+                  f"demographic parity difference by sex {sex['demographic_parity_difference']:.3f}"
+                  f"; report and model card in {folder}")
+    table = Table(title=f"gates for {ref} -> champion")
+    for column in ("gate", "verdict", "observed", "threshold", "reason"):
+        table.add_column(column)
+    for check in result.gates.checks:
+        table.add_row(check.name, "[green]pass[/]" if check.passed else "[red]FAIL[/]",
+                      _fmt(check.observed), _fmt(check.threshold), check.reason or "")
+    console.print(table)
+    verdict = "[green]promoted to champion[/]" if result.promoted else \
+        "[red]not promoted[/]: the champion alias did not move"
+    console.print(f"{ref}: {verdict}")
+    return result
+
+
+def _fmt(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else ("-" if value is None else str(value))
 
 
 def example_project() -> Path:
