@@ -9,13 +9,13 @@ stages to its left.
 from __future__ import annotations
 
 import json
-from importlib import metadata as importlib_metadata
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from shipyard.errors import ArtifactError, DataError
+from shipyard.train._artifacts import _versions
 
 if TYPE_CHECKING:
     from shipyard.store import ArtifactStore
@@ -185,13 +185,3 @@ def _check_group(g: dict[str, Any]) -> dict[str, Any]:
 
 def _json_bytes(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=True).encode()
-
-
-def _versions(*packages: str) -> dict[str, str]:
-    out = {}
-    for name in packages:
-        try:
-            out[name] = importlib_metadata.version(name)
-        except importlib_metadata.PackageNotFoundError:
-            continue
-    return out
