@@ -27,6 +27,7 @@ $(VENV)/.dev: pyproject.toml constraints.txt $(VENV)/.run
 	touch $@
 
 $(VENV)/.bench: pyproject.toml $(VENV)/.dev
+	command -v wrk >/dev/null || apt-get install -y wrk || sudo apt-get install -y wrk
 	$(PIP) install $(CONSTRAIN) -e '.[dev,bench]'
 	touch $@
 
@@ -42,6 +43,8 @@ test: $(VENV)/.dev
 bench: $(VENV)/.bench
 	$(BIN)/python benchmarks/tracking.py
 	$(BIN)/python benchmarks/training.py
+	$(BIN)/python benchmarks/evaluation.py
+	$(BIN)/python benchmarks/serving.py
 
 clean:
 	rm -rf $(VENV) .shipyard .pytest_cache

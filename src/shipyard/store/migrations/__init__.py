@@ -11,7 +11,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
-HEAD = "0004_registry_audit"
+HEAD = "0006_deployments"
 VERSION_TABLE = "shipyard_schema_version"
 HERE = Path(__file__).parent
 

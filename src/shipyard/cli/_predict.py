@@ -1,0 +1,61 @@
+"""``shipyard predict`` (batch scoring of a file) and ``shipyard build`` (a
+container build context and KServe manifest for a model)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from shipyard.cli._common import console, open_workspace
+
+
+def predict_command(
+    model: Annotated[str, typer.Argument(help="Model ref: fraud@champion, fraud@7.")],
+    input: Annotated[str, typer.Option("--input", "-i", help="A .parquet or .csv file.")],
+    output: Annotated[str, typer.Option("--output", "-o", help="The Parquet file to write.")],
+    chunk_rows: Annotated[int, typer.Option(
+        min=1, help="Rows read, scored and written at a time (bounds memory).")] = 50_000,
+    columns_out: Annotated[list[str] | None, typer.Option(
+        "--columns-out", help="Input column to copy to the output (repeatable, or "
+                              "comma-separated); default all.")] = None,
+    no_onnx: Annotated[bool, typer.Option(
+        "--no-onnx", help="Use the Python model even where an ONNX graph exists.")] = False,
+) -> None:
+    """Score a file with a registered model, streaming it chunk by chunk into
+    Parquet: the copied input columns, `prediction` and `proba_<class>`."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from shipyard.serve._batch import count_rows, score_file
+
+    ws = open_workspace()
+    columns = None
+    if columns_out:
+        columns = [c.strip() for item in columns_out for c in item.split(",") if c.strip()]
+    with Progress("[progress.description]{task.description}", BarColumn(),
+                  MofNCompleteColumn(), TimeElapsedColumn(), console=console,
+                  transient=True) as bar:
+        task = bar.add_task(f"scoring with {model}", total=count_rows(input))
+        result = score_file(ws, model, input, output, chunk_rows=chunk_rows,
+                            columns_out=columns, onnx=not no_onnx,
+                            progress=lambda rows: bar.update(task, completed=rows))
+    console.print(f"scored {result.rows:,} rows with {result.model} ({result.runtime}, "
+                  f"{result.chunks} chunks) → {result.output}")
+
+
+def build_command(
+    model: Annotated[str, typer.Argument(help="Model ref: fraud@champion, fraud@7.")],
+    out: Annotated[str, typer.Option("--out", help="Build context folder to write.")] = "build",
+    image: Annotated[str | None, typer.Option(
+        help="Image name for the KServe manifest (default shipyard-<model>:<version>).")] = None,
+) -> None:
+    """Write a container build context for a model: Dockerfile, pinned
+    requirements.txt, the model bundle (a workspace holding only this version)
+    and a KServe InferenceService manifest. Builds no image."""
+    from shipyard.serve._build import build_context
+
+    ws = open_workspace()
+    built = build_context(ws, model, out, image=image)
+    console.print(f"wrote {built.path}: Dockerfile, requirements.txt, bundle/ "
+                  f"({built.model}), kserve.yaml (image {built.image})")
+    console.print(f"next: docker build -t {built.image} {built.path}")

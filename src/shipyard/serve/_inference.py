@@ -1,0 +1,140 @@
+"""What every protocol shares: find the model, validate, predict, log.
+
+Protocol routers only translate their wire format into a column mapping (or
+DataFrame builder) and the :class:`Prediction` back into their response.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
+
+from shipyard.serve._errors import ServeError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from shipyard import Workspace
+    from shipyard.serve._auth import Authenticator
+    from shipyard.serve._batching import MicroBatcher
+    from shipyard.serve._metrics import ServerMetrics
+    from shipyard.serve._models import LoadedModel, ModelSlots, Prediction
+    from shipyard.serve._predlog import PredictionLog
+    from shipyard.serve._validation import Schema
+
+#: Up to this many rows a prediction runs on the event loop: a thread hop
+#: costs about as much as predicting one small row. Larger ones go to a thread.
+INLINE_ROWS = 64
+
+
+@dataclass
+class Serving:
+    """Everything one app needs, kept on ``app.state.serving``."""
+
+    ws: Workspace
+    slots: ModelSlots
+    auth: Authenticator
+    metrics: ServerMetrics
+    predlog: PredictionLog | None
+    max_body_bytes: int
+    max_explain_rows: int = 20
+    #: Merges concurrent requests to one version (:mod:`shipyard.serve._batching`).
+    batcher: MicroBatcher | None = None
+
+
+def serving(request: Request) -> Serving:
+    return request.app.state.serving
+
+
+async def read_json(request: Request) -> Any:
+    """The body parsed as JSON (orjson: NaN/Infinity literals and > 64-bit
+    integers are refused, nesting is capped)."""
+    body = await request.body()
+    return parse_json(body)
+
+
+def parse_json(body: bytes) -> Any:
+    if not body:
+        raise ServeError(400, "invalid_json", "the request body is empty; send a JSON object")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ServeError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+
+
+def require_json(request: Request, *also: str) -> str:
+    """The media type, refused (415) unless JSON or one of ``also``."""
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media in ("application/json", *also) or (not media and not also):
+        return media or "application/json"
+    if media.endswith("+json"):
+        return "application/json"
+    allowed = ", ".join(("application/json", *also))
+    raise ServeError(415, "unsupported_media_type",
+                     f"content type {media[:100]!r} is not supported; send {allowed}")
+
+
+async def predict(request: Request, name: str, build: Callable[[Schema], pd.DataFrame],
+                  endpoint: str) -> tuple[LoadedModel, Prediction]:
+    """Validate with ``build`` against the model's signature, predict, log.
+
+    Raises
+    ------
+    ServeError
+        404 unknown model, 4xx invalid input (logged as failed requests too).
+    """
+    from shipyard.serve._rollout import mirror, route
+
+    state = serving(request)
+    slot = state.slots.get(name)
+    loaded, build = await route(request, slot, build)  # canary / A/B; request.state.role
+    request.state.model, request.state.version = name, str(loaded.number)
+    started = request.state.started
+    frame = None
+    try:
+        frame = build(loaded.schema)
+        if state.batcher is not None:
+            result = await state.batcher.predict(loaded, frame)
+        elif len(frame) <= INLINE_ROWS:
+            result = loaded.predict(frame)
+        else:
+            result = await run_in_threadpool(loaded.predict, frame)
+    except ServeError as exc:
+        _log(request, state, loaded, endpoint, exc.status, started, frame, None, exc.message)
+        raise
+    except (ValueError, TypeError) as exc:
+        # Input that passed validation but the model still cannot score
+        # (e.g. values so large that scaling overflows): the request's fault.
+        slot.observe(loaded, error=True, latency_ms=(time.perf_counter() - started) * 1000)
+        _log(request, state, loaded, endpoint, 422, started, frame, None, str(exc))
+        raise ServeError(422, "unscorable_input",
+                         f"the model could not score these inputs: {exc}") from None
+    except Exception:
+        slot.observe(loaded, error=True, latency_ms=(time.perf_counter() - started) * 1000)
+        raise
+    slot.observe(loaded, error=False, latency_ms=(time.perf_counter() - started) * 1000)
+    state.metrics.rows.labels(name, str(loaded.number)).inc(len(frame))
+    outputs = {"predictions": result.predictions}
+    if result.probabilities is not None:
+        outputs["probabilities"] = result.probabilities
+    _log(request, state, loaded, endpoint, 200, started, frame, outputs, None)
+    mirror(request, state, slot, loaded, build, endpoint)  # shadow: after the response
+    return loaded, result
+
+
+def _log(request: Request, state: Serving, loaded: LoadedModel, endpoint: str, status: int,
+         started: float, frame: Any, outputs: Any, error: str | None) -> None:
+    if state.predlog is None:
+        return
+    state.predlog.record_prediction(
+        request_id=request.state.request_id, model=loaded.name, version=loaded.number,
+        endpoint=endpoint, status=status, latency_ms=(time.perf_counter() - started) * 1000,
+        inputs=frame, outputs=outputs, error=error,
+        key_id=getattr(request.state, "key_id", None),
+        role=getattr(request.state, "role", None))
