@@ -61,8 +61,10 @@ train:
 """
 
 
-def plain_optuna(frame, spec) -> float:
-    """The same search with Optuna alone: same folds, same fit/score code."""
+def plain_optuna(frame, spec, trials: list[dict]) -> float:
+    """The same search with Optuna alone: same folds, same fit/score code, and
+    the very parameter sets Shipyard's study tried (enqueued), so both do the
+    same modelling work and only the bookkeeping differs."""
     import optuna
 
     from shipyard.train._space import make_sampler, suggest
@@ -90,6 +92,8 @@ def plain_optuna(frame, spec) -> float:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction=spec.direction,
                                 sampler=make_sampler("tpe", spec.seed, cand))
+    for params in trials:
+        study.enqueue_trial(params)
     study.optimize(objective, n_trials=spec.train.search.n_trials)
     with single_threaded():
         model, _ = fit_model(data.X, data.y, data.kinds,
@@ -111,15 +115,31 @@ def shipyard_train(frame, spec, experiment: str) -> tuple[float, object]:
     elapsed = time.perf_counter() - start
     final = ws.runs.get(result.final_run_id)
     result.search_seconds = elapsed - final.wall_seconds  # without the refit
+    result.trial_params = trial_params(ws, result.study_run_id)
     ws.close()
     return elapsed, result
+
+
+def trial_params(ws, study_run_id: str) -> list[dict]:
+    """The parameters of every trial of the study behind ``study_run_id``, in
+    trial order, typed as Optuna stored them."""
+    import optuna
+
+    runs = ws.runs.search(parent=study_run_id, limit=None)
+    names = {r.tags["optuna.study"] for r in runs if "optuna.study" in r.tags}
+    params = []
+    for name in sorted(names):
+        study = optuna.load_study(study_name=name, storage=ws.db.url)
+        params += [t.params for t in sorted(study.trials, key=lambda t: t.number)]
+    return params
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=5000)
     parser.add_argument("--trials", type=int, default=30)
-    parser.add_argument("--speed-trials", type=int, default=16)
+    parser.add_argument("--speed-trials", type=int, default=32)
+    parser.add_argument("--speed-batch", type=int, default=8)
     parser.add_argument("--skip-overhead", action="store_true")
     args = parser.parse_args()
 
@@ -140,8 +160,8 @@ def overhead(frame, args) -> None:
 
     spec = parse_project(spec_text(args.trials, 1, (50, 200)))
     shipyard_train(dataset(500), parse_project(spec_text(2, 1, (10, 20))), "warmup")
-    plain = plain_optuna(frame, spec)
     tracked, result = shipyard_train(frame, spec, "overhead")
+    plain = plain_optuna(frame, spec, result.trial_params)
     print(f"overhead.trials: {args.trials}")
     print(f"overhead.plain_optuna_s: {plain:.2f}")
     print(f"overhead.shipyard_s: {tracked:.2f}")
@@ -151,15 +171,19 @@ def overhead(frame, args) -> None:
 
 
 def speedup(frame, args) -> None:
-    """(b): 8-trial batches, so a batch's slowest trial holds up less."""
+    """(b): the same search with 1 and 2 workers. Trials run in batches of
+    ``--speed-batch`` (the same for both, so both give the same model); each
+    batch waits for its slowest trial, so larger batches lose less."""
     from shipyard.train import parse_project
 
+    batch = args.speed_batch
     one_s, one = shipyard_train(frame, parse_project(spec_text(args.speed_trials, 1,
-                                                                (300, 400), 8)), "one")
+                                                                (300, 400), batch)), "one")
     two_s, two = shipyard_train(frame, parse_project(spec_text(args.speed_trials, 2,
-                                                                (300, 400), 8)), "two")
+                                                                (300, 400), batch)), "two")
     assert one.model.digest == two.model.digest, "n_jobs changed the result"
     print(f"speedup.trials: {args.speed_trials}")
+    print(f"speedup.batch_size: {batch}")
     print(f"speedup.n_jobs1_s: {one_s:.2f}")
     print(f"speedup.n_jobs2_s: {two_s:.2f}")
     print(f"speedup.factor: {one_s / two_s:.2f}")
