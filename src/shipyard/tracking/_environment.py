@@ -144,8 +144,10 @@ class Usage:
     @classmethod
     def now(cls) -> Usage:
         t = os.times()
-        # children count only once they have been waited for
-        return cls(t.user + t.system + t.children_user + t.children_system, time.perf_counter())
+        # process_time has nanosecond resolution, os.times only clock ticks (10 ms);
+        # children count only once they have been waited for.
+        return cls(time.process_time() + t.children_user + t.children_system,
+                   time.perf_counter())
 
 
 def peak_memory_mb() -> float | None:
