@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pandas as pd
@@ -148,11 +147,35 @@ def test_same_seed_same_report_other_seed_other_sample(linear):
     assert json.dumps(a) != json.dumps(c)
 
 
-def test_attack_on_100_rows_of_a_small_model_is_quick(linear):
+class _Counting:
+    """Counts the calls and rows a model is asked to score."""
+
+    def __init__(self, model):
+        self.model, self.calls, self.rows = model, 0, 0
+
+    def predict(self, X):
+        self.calls, self.rows = self.calls + 1, self.rows + len(X)
+        return self.model.predict(X)
+
+    def predict_proba(self, X):
+        self.calls, self.rows = self.calls + 1, self.rows + len(X)
+        return self.model.predict_proba(X)
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+
+def test_attack_work_is_bounded_by_its_query_budget(linear):
+    """Rows are attacked together: the number of model calls does not grow with
+    the rows attacked, and the rows queried grow by a bounded budget per row."""
     model, X, y = linear
-    start = time.perf_counter()
-    robustness_report(model, X, y, task="binary", attack_rows=100)
-    assert time.perf_counter() - start < 10
+    counts = {}
+    for rows in (50, 100):
+        counting = _Counting(model)
+        robustness_report(counting, X, y, task="binary", attack_rows=rows)
+        counts[rows] = (counting.calls, counting.rows)
+    assert counts[50][0] == counts[100][0] <= 250
+    assert 0 < counts[100][1] - counts[50][1] <= 50 * 600
 
 
 def test_regression_scores_r2_and_has_no_attack():
