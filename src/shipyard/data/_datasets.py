@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import builtins
-import getpass
 import logging
 import random
 import re
@@ -19,14 +18,24 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shipyard.data._diff import DatasetDiff, diff_versions
-from shipyard.data._expectations import (Expectation, ValidationReport, parse_expectations,
-                                         validate)
+from shipyard.data._expectations import (
+    Expectation,
+    ValidationReport,
+    parse_expectations,
+    validate,
+)
 from shipyard.data._jsonable import jsonable
 from shipyard.data._profile import profile_frame
-from shipyard.data._snapshot import (content_hash, from_parquet, table_schema, to_arrow,
-                                     to_parquet)
+from shipyard.data._snapshot import (
+    content_hash,
+    from_parquet,
+    table_schema,
+    to_arrow,
+    to_parquet,
+)
 from shipyard.data._sources import Source, as_source
 from shipyard.errors import DataError, ExpectationsFailed, NotFoundError, StoreError
+from shipyard.security._audit import resolve_actor
 from shipyard.store._models import DatasetLineageRow, DatasetRow, DatasetVersionRow
 
 if TYPE_CHECKING:
@@ -306,7 +315,7 @@ class Datasets:
             validation=report.to_dict() if report is not None else None,
             forced=bool(report is not None and not report.passed),
             transform=_transform_text(transform), description=description,
-            created_by=created_by if created_by is not None else _user(),
+            created_by=created_by if created_by is not None else resolve_actor(),
         )
         # The audit actor follows created_by when given, else $SHIPYARD_ACTOR / the OS user.
         return self._commit(name, fields, parent_ids, description, actor=created_by or None)
@@ -527,11 +536,6 @@ def _transform_text(transform: str | Callable[..., Any] | None) -> str | None:
     raise DataError(f"transform must be text or a function, not {type(transform).__name__}")
 
 
-def _user() -> str | None:
-    try:
-        return getpass.getuser()
-    except Exception:  # no user name in some containers
-        return None
 
 
 def _ranges(numbers: Sequence[int]) -> str:

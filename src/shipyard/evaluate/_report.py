@@ -39,7 +39,6 @@ are ``null``)::
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -48,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from shipyard.data._jsonable import jsonable
 from shipyard.errors import ConfigError, DataError
 from shipyard.evaluate._signature import (
     check_schema,
@@ -64,30 +64,6 @@ EXPERIMENT = "evaluation"
 REPORT_PATH = "evaluation/report.json"
 HTML_PATH = "evaluation/report.html"
 CARD_PATH = "evaluation/model_card.md"
-
-
-def jsonable(value: Any) -> Any:
-    """``value`` as strict JSON data: numpy scalars and arrays as Python
-    values, NaN and infinities as None, tuples as lists.
-
-    >>> jsonable({"a": float("nan"), "b": np.int64(3), "c": (1.5,)})
-    {'a': None, 'b': 3, 'c': [1.5]}
-    """
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if value is None or isinstance(value, (str, int, bool)):
-        return value
-    if isinstance(value, pd.Timestamp):
-        return value.isoformat()
-    return str(value)
 
 
 @dataclass
