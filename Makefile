@@ -41,6 +41,7 @@ test: $(VENV)/.dev
 	$(BIN)/python -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 bench: $(VENV)/.bench
+	$(BIN)/python benchmarks/cli.py
 	$(BIN)/python benchmarks/tracking.py
 	$(BIN)/python benchmarks/training.py
 	$(BIN)/python benchmarks/evaluation.py

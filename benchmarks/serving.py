@@ -111,7 +111,8 @@ def stop(proc: subprocess.Popen) -> None:
 def prepare(home: Path):
     """The workspace, the registered version and a frame of test rows."""
     from shipyard import Workspace
-    from shipyard.train import parse_project, train
+    from shipyard.project import parse_project
+    from shipyard.train import train
 
     ws = Workspace.open(home)
     try:

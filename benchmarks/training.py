@@ -143,7 +143,6 @@ def main() -> None:
     parser.add_argument("--skip-overhead", action="store_true")
     args = parser.parse_args()
 
-    from shipyard.train import parse_project
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python "
           f"{platform.python_version()}")
@@ -156,7 +155,7 @@ def main() -> None:
 
 
 def overhead(frame, args) -> None:
-    from shipyard.train import parse_project
+    from shipyard.project import parse_project
 
     spec = parse_project(spec_text(args.trials, 1, (50, 200)))
     shipyard_train(dataset(500), parse_project(spec_text(2, 1, (10, 20))), "warmup")
@@ -174,7 +173,7 @@ def speedup(frame, args) -> None:
     """(b): the same search with 1 and 2 workers. Trials run in batches of
     ``--speed-batch`` (the same for both, so both give the same model); each
     batch waits for its slowest trial, so larger batches lose less."""
-    from shipyard.train import parse_project
+    from shipyard.project import parse_project
 
     batch = args.speed_batch
     one_s, one = shipyard_train(frame, parse_project(spec_text(args.speed_trials, 1,

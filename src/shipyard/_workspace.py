@@ -5,23 +5,30 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-
 from shipyard.config import Settings, load_settings
-from shipyard.store import ArtifactStore, Database, GcReport
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from shipyard.data import Datasets
+    from shipyard.deploy import Deployments, ScoreResult
+    from shipyard.evaluate import EvaluationReport, MitigationResult, PromotionResult
+    from shipyard.project import Project
     from shipyard.registry import Registry
-    from shipyard.security import AuditLog
+    from shipyard.security import ApiKeys, AuditLog
+    from shipyard.store import ArtifactStore, Database, GcReport
     from shipyard.tracking import ActiveRun, Runs
+    from shipyard.train import ReproReport, TrainResult
 
 
 class Workspace:
-    """A Shipyard workspace.
+    """A Shipyard workspace: the one front door to every stage.
 
     Open one with :meth:`Workspace.open`; it creates or upgrades the schema
-    of its metadata DB.
+    of its metadata DB. Stores are attributes (``ws.datasets``, ``ws.runs``,
+    ``ws.models``, ``ws.deployments``, ``ws.keys``, ``ws.audit``); the
+    lifecycle's verbs are methods (:meth:`train`, :meth:`reproduce`,
+    :meth:`evaluate`, :meth:`mitigate`, :meth:`promote`, :meth:`score`).
 
     >>> import tempfile
     >>> ws = Workspace.open(tempfile.mkdtemp())
@@ -37,6 +44,8 @@ class Workspace:
         self._runs: Runs | None = None
         self._models: Registry | None = None
         self._audit: AuditLog | None = None
+        self._deployments: Deployments | None = None
+        self._keys: ApiKeys | None = None
 
     @classmethod
     def open(
@@ -64,6 +73,8 @@ class Workspace:
             rest; default ``$SHIPYARD_ENCRYPTION_KEY`` or the file named by
             ``$SHIPYARD_ENCRYPTION_KEY_FILE``.
         """
+        from shipyard.store import ArtifactStore, Database
+
         settings = load_settings(home, db_url=db_url, artifacts=artifacts,
                                  encryption_key=encryption_key)
         db = Database(settings.db_url)
@@ -115,6 +126,73 @@ class Workspace:
             self._audit = AuditLog(self)
         return self._audit
 
+    @property
+    def keys(self) -> ApiKeys:
+        """API keys: create, list, revoke, authenticate."""
+        if self._keys is None:
+            from shipyard.security import ApiKeys
+
+            self._keys = ApiKeys(self)
+        return self._keys
+
+    # -------------------------------------------------------------- deploy
+    @property
+    def deployments(self) -> Deployments:
+        """How servers route each model name: set, get, rollback, history."""
+        if self._deployments is None:
+            from shipyard.deploy import Deployments
+
+            self._deployments = Deployments(self)
+        return self._deployments
+
+    def score(self, ref: str, input: str | Path, output: str | Path, **kwargs: Any
+              ) -> ScoreResult:
+        """Batch-score the rows of a file with model ``ref`` into Parquet. See
+        :func:`shipyard.deploy.score_file`."""
+        from shipyard.deploy import score_file
+
+        return score_file(self, ref, input, output, **kwargs)
+
+    # ------------------------------------------------------------- training
+    def train(self, project: str | os.PathLike | Project, **kwargs: Any) -> TrainResult:
+        """Tune and fit the project file at ``project`` (or a loaded
+        :class:`~shipyard.project.Project`). See :func:`shipyard.train.train`."""
+        from shipyard.train import ProjectSpec, train
+
+        if not isinstance(project, ProjectSpec):
+            from shipyard.project import load_project
+
+            project = load_project(project)
+        return train(self, project, **kwargs)
+
+    def reproduce(self, run_id: str, **kwargs: Any) -> ReproReport:
+        """Re-run a recorded training and compare. See :func:`shipyard.train.reproduce`."""
+        from shipyard.train import reproduce
+
+        return reproduce(self, run_id, **kwargs)
+
+    # ----------------------------------------------------------- evaluation
+    def evaluate(self, model_ref: str, dataset_ref: str, **kwargs: Any) -> EvaluationReport:
+        """Evaluate a model version on a dataset version. See
+        :func:`shipyard.evaluate.evaluate`."""
+        from shipyard.evaluate import evaluate
+
+        return evaluate(self, model_ref, dataset_ref, **kwargs)
+
+    def mitigate(self, model_ref: str, dataset_ref: str, **kwargs: Any) -> MitigationResult:
+        """Fit per-group thresholds and register the result. See
+        :func:`shipyard.evaluate.mitigate`."""
+        from shipyard.evaluate import mitigate
+
+        return mitigate(self, model_ref, dataset_ref, **kwargs)
+
+    def promote(self, ref: str, **kwargs: Any) -> PromotionResult:
+        """Move an alias to ``ref`` only through the gates. See
+        :func:`shipyard.evaluate.promote`."""
+        from shipyard.evaluate import promote
+
+        return promote(self, ref, **kwargs)
+
     # ------------------------------------------------------------ tracking
     @property
     def runs(self) -> Runs:
@@ -136,9 +214,32 @@ class Workspace:
         return self.runs.search(filter, **kwargs)
 
     # ------------------------------------------------------------- storage
+    def counts(self) -> dict[str, int]:
+        """How many of each kind of record the workspace holds.
+
+        >>> import tempfile
+        >>> Workspace.open(tempfile.mkdtemp()).counts()["runs"]
+        0
+        """
+        from sqlalchemy import func, select
+
+        from shipyard.store.tables import (AuditEntryRow, DatasetRow, DatasetVersionRow,
+                                           ExperimentRow, ModelVersionRow, RegisteredModelRow,
+                                           RunRow)
+
+        kinds = (("datasets", DatasetRow), ("dataset versions", DatasetVersionRow),
+                 ("experiments", ExperimentRow), ("runs", RunRow),
+                 ("models", RegisteredModelRow), ("model versions", ModelVersionRow),
+                 ("audit entries", AuditEntryRow))
+        with self.db.read() as session:
+            return {label: session.execute(select(func.count()).select_from(row)).scalar_one()
+                    for label, row in kinds}
+
     def referenced_digests(self) -> set[str]:
         """Every artifact digest some record points at."""
-        from shipyard.store._models import Base
+        from sqlalchemy import select
+
+        from shipyard.store.tables import Base
 
         digests: set[str] = set()
         with self.db.read() as session:

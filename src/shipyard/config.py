@@ -107,7 +107,7 @@ def load_settings(
         except OSError as exc:
             raise ConfigError(
                 f"cannot read the key file {path} named by SHIPYARD_ENCRYPTION_KEY_FILE: {exc.strerror}"
-            ) from None
+            ) from exc
         key = parse_key(text, source=str(path))
     else:
         key = None

@@ -123,9 +123,11 @@ def run_demo(ws: Workspace, *, console: Console, rows: int | None = None) -> dic
     console.print(table)
 
     console.rule("[bold]4. Train and tune (examples/adult/shipyard.yaml)")
+    from shipyard.project import load_project
     from shipyard.train import train_project
 
-    trained = train_project(ws, example_project(), console=console)
+    spec = load_project(example_project())
+    trained = train_project(ws, spec, console=console)
     model = ws.models.register("adult-income", trained.study_run_id,
                                description="income > 50K classifier, tuned by the demo",
                                reason="trained by shipyard demo")
@@ -133,9 +135,6 @@ def run_demo(ws: Workspace, *, console: Console, rows: int | None = None) -> dic
                   f"(model {trained.model_digest[:12]})")
 
     console.rule("[bold]5. Evaluate and promote through the gates")
-    from shipyard.train import load_project
-
-    spec = load_project(example_project())
     reports = ws.settings.home / "reports"
     first = _promote(ws, console, model.ref, spec, reports)
 
@@ -222,7 +221,7 @@ def _serve_canary(ws: Workspace, console: Console, name: str, test, *,
     from rich.table import Table
 
     from shipyard.security import ApiKeys
-    from shipyard.serve import Deployments, read_predictions
+    from shipyard.deploy import Deployments, read_predictions
 
     aliases = next((m.aliases for m in ws.models.list() if m.name == name), {})
     primary_ref = f"{name}@champion" if "champion" in aliases else f"{name}@latest"

@@ -84,3 +84,64 @@ class FilterSyntaxError(ShipyardError):
 
 class TrainingError(ShipyardError):
     """A training or search could not run, or gave no model."""
+
+
+class RegistryError(ShipyardError):
+    """A registry request is invalid: a malformed name or ref, a run without a
+    model, a forbidden alias move. Nothing was changed."""
+
+
+class DeploymentError(ShipyardError):
+    """A deployment is invalid or cannot be stored; nothing was changed."""
+
+
+class AuditError(ShipyardError):
+    """An audit entry could not be written, or its arguments are invalid."""
+
+
+class ApiKeyError(ShipyardError):
+    """An API key could not be created or used, or its arguments are invalid."""
+
+
+class AuthenticationError(ApiKeyError):
+    """A presented secret does not authenticate (base of the next three)."""
+
+
+class UnknownKeyError(AuthenticationError):
+    """No key has this secret (or the secret is malformed)."""
+
+
+class RevokedKeyError(AuthenticationError):
+    """The key was revoked."""
+
+
+class ExpiredKeyError(AuthenticationError):
+    """The key is past its expiry time."""
+
+
+class ScopeError(ApiKeyError):
+    """The key is valid but lacks the scope the operation needs."""
+
+
+class ServeError(ShipyardError):
+    """A request refused, with the HTTP status a server answers and a stable
+    code. Raised by the serving path (decoding, validation, routing) and by
+    the library pieces it calls (signature checks, explanation backgrounds).
+
+    Parameters
+    ----------
+    status
+        HTTP status (4xx for the client's mistakes).
+    code
+        Machine-readable: ``invalid_input``, ``invalid_json``, ``body_too_large``...
+    message
+        Names the field and the problem.
+    headers
+        Extra response headers (``Retry-After``, ``WWW-Authenticate``).
+    """
+
+    def __init__(self, status: int, code: str, message: str,
+                 headers: dict[str, str] | None = None, *, hint: str | None = None):
+        super().__init__(message, hint=hint)
+        self.status, self.code = status, code
+        self.headers = headers

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
-from shipyard.store._models import DatasetLineageRow, DatasetRow, DatasetVersionRow
+from shipyard.store.tables import DatasetLineageRow, DatasetRow, DatasetVersionRow
 
 PEOPLE = [{"id": i, "name": f"p{i}", "age": 20 + i} for i in range(1, 8)]  # 7 records
 

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from shipyard.errors import ConfigError, DataError, NotFoundError
 from shipyard.evaluate._mitigation import ThresholdedModel, mitigate
-from shipyard.store._models import (AuditEntryRow, ModelAliasRow, ModelVersionRow,
+from shipyard.store.tables import (AuditEntryRow, ModelAliasRow, ModelVersionRow,
                                     RegisteredModelRow, RunRow)
 
 FEATURES = ["x1", "x2"]

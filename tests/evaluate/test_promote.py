@@ -11,7 +11,7 @@ from shipyard.evaluate._gates import GatePolicy
 from shipyard.evaluate._promote import promote
 from shipyard.registry import RegistryError
 
-from shipyard.store._models import (AuditEntryRow, ModelAliasEventRow, ModelAliasRow,
+from shipyard.store.tables import (AuditEntryRow, ModelAliasEventRow, ModelAliasRow,
                                     ModelVersionBlobRow, ModelVersionRow, RegisteredModelRow)
 
 FEATURES = [f"x{i}" for i in range(4)]
@@ -282,17 +282,17 @@ def test_cli_exits_1_on_failed_gates_and_0_with_an_override(cli_home, tmp_path):
 
 
 def test_cli_reads_the_policy_and_refuses_a_bad_one(cli_home, tmp_path):
-    from shipyard.cli._promote import read_policy
     from shipyard.errors import ConfigError
+    from shipyard.project import load_section
 
     _, project = cli_home
-    policy, defaults = read_policy(project)
+    policy, defaults = load_section(project, "gates")
     assert policy.champion.min_improvement == 0.02
     assert defaults == {"target": "label", "sensitive": ["group"]}
     bad = tmp_path / "bad.yaml"
     bad.write_text("gates:\n  metrics: {accuracy: {minimum: 0.9}}\n")
-    with pytest.raises(ConfigError, match="bad.yaml: gates: invalid gate policy: "
-                                          "metrics.accuracy.minimum: Extra inputs"):
-        read_policy(bad)
-    with pytest.raises(ConfigError, match="cannot read the gate policy"):
-        read_policy(tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match=r"bad.yaml, line 2: gates.metrics.accuracy.minimum: "
+                                          r"unknown key 'minimum'; did you mean 'min'"):
+        load_section(bad, "gates")
+    with pytest.raises(ConfigError, match="gates file .*missing.yaml does not exist"):
+        load_section(tmp_path / "missing.yaml", "gates")

@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import func, select
 
-from shipyard.store._models import (AuditEntryRow, ModelAliasEventRow, ModelAliasRow,
+from shipyard.store.tables import (AuditEntryRow, ModelAliasEventRow, ModelAliasRow,
                                     ModelVersionBlobRow, ModelVersionRow, RegisteredModelRow)
 
 REGISTRY_TABLES = (RegisteredModelRow, ModelVersionRow, ModelVersionBlobRow, ModelAliasRow,

@@ -15,7 +15,7 @@ from shipyard import Workspace
 from shipyard.errors import ShipyardError
 from shipyard.security import (AuditError, AuditLog, entry_hash, read_jsonl, resolve_actor,
                                verify_chain)
-from shipyard.store._models import AuditEntryRow
+from shipyard.store.tables import AuditEntryRow
 
 
 def append(ws, n: int = 1, *, log: AuditLog | None = None, **kwargs):

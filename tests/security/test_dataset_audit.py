@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from shipyard.errors import ExpectationsFailed
 from shipyard.security import AuditLog
-from shipyard.store._models import DatasetRow, DatasetVersionRow
+from shipyard.store.tables import DatasetRow, DatasetVersionRow
 
 
 def _count(ws, row) -> int:

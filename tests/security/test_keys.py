@@ -18,7 +18,7 @@ from shipyard.security import (
     ScopeError,
     UnknownKeyError,
 )
-from shipyard.store._models import ApiKeyRow
+from shipyard.store.tables import ApiKeyRow
 
 
 def test_create_verify_revoke_and_audit_on_each_backend(workspace):

@@ -63,7 +63,8 @@ def record(**changes):
 @pytest.fixture(scope="session")
 def served(tmp_path_factory):
     """``(ws, runs)``: model ``toy@champion`` (version 1) and two runs for ``swap``."""
-    from shipyard.train import parse_project, train
+    from shipyard.project import parse_project
+    from shipyard.train import train
 
     ws = Workspace.open(tmp_path_factory.mktemp("serve") / "home")
     ws.datasets.register("toy", toy_frame())

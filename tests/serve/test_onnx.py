@@ -24,7 +24,8 @@ def estimator_project(name: str, estimator: str) -> str:
 @pytest.fixture(scope="module")
 def versions(served):
     """``{kind: ModelVersion}`` registered with ``onnx=True``."""
-    from shipyard.train import parse_project, train
+    from shipyard.project import parse_project
+    from shipyard.train import train
 
     ws, runs = served
     out = {"logreg": ws.models.register("toy-onnx", runs[0], onnx=True)}

@@ -172,7 +172,7 @@ def test_gc_removes_only_old_unreferenced_blobs(tmp_path):
 
 
 def test_workspace_gc_keeps_blobs_referenced_by_records(workspace):
-    from shipyard.store._models import ExperimentRow, RunRow
+    from shipyard.store.tables import ExperimentRow, RunRow
 
     referenced = workspace.artifacts.put_bytes(b"environment json")
     orphan = workspace.artifacts.put_bytes(b"nobody points here")

@@ -6,7 +6,7 @@ from sqlalchemy import select, text
 from shipyard import Workspace
 from shipyard.errors import ConfigError
 from shipyard.store import Database
-from shipyard.store._models import DatasetRow
+from shipyard.store.tables import DatasetRow
 from shipyard.store.migrations import HEAD, alembic_config
 
 

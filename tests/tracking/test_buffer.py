@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from shipyard import Workspace
 from shipyard.errors import StoreError, TrackingError
-from shipyard.store._models import LatestMetricRow, MetricRow
+from shipyard.store.tables import LatestMetricRow, MetricRow
 from shipyard.tracking import MetricBuffer
 
 POINTS_PER_PROCESS = 5_000

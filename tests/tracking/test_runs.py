@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import event, func, select
 
 from shipyard.errors import NotFoundError, TrackingError
-from shipyard.store._models import (DatasetRow, DatasetVersionRow, MetricRow, ParamRow,
+from shipyard.store.tables import (DatasetRow, DatasetVersionRow, MetricRow, ParamRow,
                                     RunRow)
 from shipyard.tracking import ActiveRun, RunInfo
 

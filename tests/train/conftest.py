@@ -122,7 +122,7 @@ def ray_session():
 @pytest.fixture
 def project():
     """``project(**kw)``: a parsed ProjectSpec from :func:`project_yaml` keywords."""
-    from shipyard.train import parse_project
+    from shipyard.project import parse_project
 
     return lambda **kw: parse_project(project_yaml(**kw))
 

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 import shipyard
 from shipyard.cli import app
 from shipyard.errors import ConfigError
-from shipyard.store._models import TagRow
+from shipyard.store.tables import TagRow
 
 runner = CliRunner()
 

@@ -15,7 +15,7 @@ MODULES = ["shipyard.train", "shipyard.train._spec", "shipyard.train._preprocess
 def test_import_is_light():
     """scikit-learn, LightGBM, torch and skops load only when a name needs them."""
     code = ("import sys, shipyard.train\n"
-            "from shipyard.train import ProjectSpec, load_project\n"
+            "from shipyard.train import ProjectSpec, resolvable_problems\n"
             "print(sorted(m for m in ('sklearn', 'lightgbm', 'torch', 'skops', 'safetensors')"
             " if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -13,8 +13,9 @@ import time
 import optuna
 from sqlalchemy import update
 
-from shipyard.store._models import LatestMetricRow
-from shipyard.train import parse_project, reproduce, train
+from shipyard.store.tables import LatestMetricRow
+from shipyard.project import parse_project
+from shipyard.train import reproduce, train
 from shipyard.train._study import storage_for
 
 CANDIDATES = """
@@ -56,10 +57,37 @@ def test_reproduce_reports_no_difference_then_a_tampered_record(toy, project):
     assert report.differences[0].expected == 0.123
 
 
+UNSORTED = """
+    - name: forest
+      estimator: sklearn.ensemble.RandomForestClassifier
+      params: {n_estimators: 8}
+      search_space:
+        min_samples_leaf: {type: int, low: 1, high: 20}
+        max_depth: {type: int, low: 2, high: 12}
+        bootstrap: {type: categorical, choices: [true, false]}"""
+
+
+def test_reproduce_keeps_the_search_space_in_the_order_it_was_written(toy, project):
+    """Regression: spec.json was stored with sorted keys, so the re-run's
+    search space came back in another order and Optuna drew other values."""
+    import json
+
+    spec = project(candidates=UNSORTED, search="{kind: tpe, n_trials: 4}")
+    original = train(toy, spec, experiment="order")
+    stored = json.loads(toy.runs.load_artifact(original.study_run_id, "spec.json"))
+    space = stored["train"]["candidates"][0]["search_space"]
+    assert list(space) == ["min_samples_leaf", "max_depth", "bootstrap"]
+    report = reproduce(toy, original.study_run_id)
+    assert report.ok, report.differences
+    names = {item.name for item in report.items}
+    assert "dataset.content_hash" in names and "model.digest" in names
+
+
 SCRIPT = textwrap.dedent("""
     import sys
     import shipyard
-    from shipyard.train import parse_project, train
+    from shipyard.project import parse_project
+    from shipyard.train import train
     ws = shipyard.Workspace.open(sys.argv[1])
     train(ws, parse_project(open(sys.argv[2]).read()))
 """)

@@ -3,8 +3,9 @@ import textwrap
 import pytest
 
 from shipyard.errors import ConfigError
-from shipyard.train import (CategoricalParam, FloatParam, IntParam, ProjectSpec, load_project,
-                            parse_project, validate_estimator)
+from shipyard.project import load_project, parse_project
+from shipyard.train import (CategoricalParam, FloatParam, IntParam, ProjectSpec,
+                            validate_estimator)
 
 VALID = """\
 dataset: adult@3
@@ -330,7 +331,7 @@ def test_settings_that_need_a_missing_package_say_which(monkeypatch):
 
 def test_gates_section_is_validated_at_load_time(tmp_path):
     from shipyard.errors import ConfigError
-    from shipyard.train import load_project
+    from shipyard.project import load_project
 
     base = """name: t
 dataset: d@1

@@ -94,11 +94,6 @@ def gc(
 def info() -> None:
     """Show where the workspace lives and what it holds."""
     from rich.table import Table
-    from sqlalchemy import func, select
-
-    from shipyard.store._models import (AuditEntryRow, DatasetRow, DatasetVersionRow,
-                                        ExperimentRow, ModelVersionRow, RegisteredModelRow,
-                                        RunRow)
 
     ws = open_workspace()
     table = Table(show_header=False, box=None)
@@ -109,12 +104,8 @@ def info() -> None:
     table.add_row("schema", ws.db.current_revision() or "-")
     table.add_row("artifacts", ws.artifacts.url)
     table.add_row("encryption", "AES-256-GCM" if ws.artifacts.encrypted else "off")
-    with ws.db.read() as s:
-        for label, row in (("datasets", DatasetRow), ("dataset versions", DatasetVersionRow),
-                           ("experiments", ExperimentRow), ("runs", RunRow),
-                           ("models", RegisteredModelRow), ("model versions", ModelVersionRow),
-                           ("audit entries", AuditEntryRow)):
-            table.add_row(label, str(s.execute(select(func.count()).select_from(row)).scalar()))
+    for label, count in ws.counts().items():
+        table.add_row(label, str(count))
     console.print(table)
 
 

@@ -53,7 +53,7 @@ def deploy_command(
     interval. A canary rolls back by itself when the candidate's error rate or
     p99 latency crosses its thresholds. Every change goes to the audit log."""
     from shipyard.errors import ConfigError
-    from shipyard.serve._rollout import Deployments
+    from shipyard.deploy import Deployments
 
     deployments = Deployments(open_workspace())
     if show:
@@ -87,17 +87,11 @@ def deploy_command(
 
 
 def _from_file(path: Path, model: str) -> dict[str, Any]:
-    import yaml
-
     from shipyard.errors import ConfigError
-    from shipyard.serve._rollout import load_deployments
+    from shipyard.project import load_section
 
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from None
-    section = load_deployments(data.get("deploy") if isinstance(data, dict) else None,
-                               source=f"{path}: deploy")
+    section, _ = load_section(path, "deploy")
+    section = section or {}
     if model not in section:
         known = ", ".join(section) or "(none)"
         raise ConfigError(f"{path} has no deploy.{model} entry (entries: {known})")

@@ -34,8 +34,7 @@ def evaluate_command(
     """Evaluate a model version on a dataset version: metrics with confidence
     intervals, slices, fairness, explanations, robustness and latency; the
     report is stored as artifacts of a run in the 'evaluation' experiment."""
-    from shipyard.evaluate import evaluate
-    from shipyard.evaluate._report import SECTIONS
+    from shipyard.evaluate import SECTIONS, evaluate
 
     sections = [s for s in SECTIONS if (explain or s != "explanations")
                 and (robustness or s != "robustness")]

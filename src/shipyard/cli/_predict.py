@@ -26,7 +26,7 @@ def predict_command(
     Parquet: the copied input columns, `prediction` and `proba_<class>`."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from shipyard.serve._batch import count_rows, score_file
+    from shipyard.deploy import count_rows, score_file
 
     ws = open_workspace()
     columns = None
@@ -52,7 +52,7 @@ def build_command(
     """Write a container build context for a model: Dockerfile, pinned
     requirements.txt, the model bundle (a workspace holding only this version)
     and a KServe InferenceService manifest. Builds no image."""
-    from shipyard.serve._build import build_context
+    from shipyard.deploy import build_context
 
     ws = open_workspace()
     built = build_context(ws, model, out, image=image)

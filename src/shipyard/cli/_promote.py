@@ -36,9 +36,10 @@ def promote_command(
     """Evaluate MODEL@VERSION, check the gates against the current alias holder,
     and move the alias only if every gate passes (or --override is given)."""
     from shipyard.errors import ConfigError
-    from shipyard.evaluate._promote import promote
+    from shipyard.evaluate import promote
+    from shipyard.project import load_section
 
-    gates, defaults = read_policy(policy)
+    gates, defaults = load_section(policy, "gates")
     target = target or defaults.get("target")
     if not target:
         raise ConfigError(f"no target column: pass --target or set `target:` in {policy}")
@@ -49,39 +50,6 @@ def promote_command(
     print_promotion(result)
     if not result.promoted:
         raise typer.Exit(1)
-
-
-def read_policy(path: Path) -> tuple[Any, dict[str, Any]]:
-    """The :class:`GatePolicy` in ``path`` (its ``gates:`` section if it has
-    one, else the whole file), and the file's ``target`` and
-    ``features.sensitive`` as defaults."""
-    import yaml
-
-    from shipyard.errors import ConfigError
-    from shipyard.evaluate._gates import load_policy
-
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read the gate policy {path}: {exc.strerror}",
-                          hint="pass --policy FILE (shipyard.yaml or a gates file)") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping, got {type(data).__name__}")
-    defaults: dict[str, Any] = {}
-    if "gates" in data:
-        defaults["target"] = data.get("target")
-        features = data.get("features")
-        if isinstance(features, dict):
-            defaults["sensitive"] = features.get("sensitive")
-        data = data["gates"]
-        source = f"{path}: gates"
-    else:
-        source = str(path)
-    return load_policy(data, source=source), defaults
 
 
 def print_promotion(result: Any) -> None:

@@ -1,4 +1,4 @@
-"""`shipyard runs ...` commands: list, show, compare, experiments."""
+"""`shipyard runs ...` commands: list, show, compare, experiments, gc."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ FILTER_HELP = (
 )
 
 app = typer.Typer(
-    help="Tracked runs: list and search them, show one, compare several.",
+    help="Tracked runs: list and search them, show one, compare several, end orphans.",
     no_args_is_help=True,
 )
 
@@ -220,3 +220,53 @@ def experiments() -> None:
     for e in ws.runs.experiments():
         table.add_row(e.name, str(e.num_runs), fmt_time(e.created_at))
     console.print(table)
+
+
+@app.command()
+def gc(
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Only report which runs would be marked KILLED.")] = False,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print every running run checked, with its verdict, as JSON.")] = False,
+) -> None:
+    """Mark KILLED the running runs whose process is gone (a killed training, a crashed script).
+
+    Each run's recorded process (host, pid and start time) is checked on this
+    host. Runs recorded on another host are left alone, since their processes
+    cannot be seen from here: run this there."""
+    import dataclasses
+    import json
+
+    from rich.markup import escape
+    from rich.table import Table
+
+    checks = open_workspace().runs.reap_orphans(dry_run=dry_run)
+    if as_json:
+        typer.echo(json.dumps([dataclasses.asdict(c) for c in checks], indent=2))
+        return
+    if not checks:
+        console.print("no running runs")
+        return
+    gone = [c for c in checks if c.verdict == "gone"]
+    if gone:
+        table = Table(title="would be marked KILLED" if dry_run else "marked KILLED")
+        for col in ("id", "experiment", "name", "reason"):
+            table.add_column(col, no_wrap=col == "id", overflow="fold")
+        for c in gone:
+            name = ("  " if c.parent_id else "") + (c.name or "-")
+            table.add_row(c.run_id[:8], c.experiment, escape(name), escape(c.reason))
+        console.print(table)
+    counts = {v: [c for c in checks if c.verdict == v]
+              for v in ("gone", "alive", "other-host", "unrecorded")}
+    verb = "would mark" if dry_run else "marked"
+    killed = len(gone) if dry_run else sum(c.killed for c in gone)
+    lines = [f"{verb} {killed} run{'s' if killed != 1 else ''} KILLED"]
+    if counts["alive"]:
+        lines.append(f"{len(counts['alive'])} still running (their process is alive)")
+    if counts["other-host"]:
+        hosts = sorted({c.host for c in counts["other-host"]})
+        lines.append(f"{len(counts['other-host'])} left alone: recorded on another host "
+                     f"({', '.join(hosts)}); run `shipyard runs gc` there")
+    if counts["unrecorded"]:
+        lines.append(f"{len(counts['unrecorded'])} left alone: no process recorded")
+    console.print("; ".join(lines), highlight=False)

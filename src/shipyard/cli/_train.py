@@ -26,9 +26,10 @@ def train_command(
     Each candidate's Optuna study lives in the workspace DB, so an interrupted
     search resumes where it stopped. The best candidate is refit on
     train+validation and scored once on the test rows."""
+    from shipyard.project import load_project
     from shipyard.train import train_project
 
-    train_project(open_workspace(), project, console=console, resume=resume, n_jobs=n_jobs,
+    train_project(open_workspace(), load_project(project), console=console, resume=resume, n_jobs=n_jobs,
                   executor=executor)
 
 

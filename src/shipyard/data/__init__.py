@@ -1,10 +1,12 @@
 """Datasets: read from sources, validate, version, profile and compare.
 
->>> import shipyard                                       # doctest: +SKIP
->>> ws = shipyard.Workspace.open()                        # doctest: +SKIP
->>> v = ws.datasets.register("adult", "adult.csv",        # doctest: +SKIP
-...                          expectations=[{"column": "age", "range": {"min": 0, "max": 120}}])
->>> ws.datasets.load("adult@latest")                      # doctest: +SKIP
+Example (needs a workspace with data and a model)::
+
+    import shipyard
+    ws = shipyard.Workspace.open()
+    v = ws.datasets.register("adult", "adult.csv",
+                             expectations=[{"column": "age", "range": {"min": 0, "max": 120}}])
+    ws.datasets.load("adult@latest")
 
 Sources: :class:`CsvSource`, :class:`ParquetSource`, :class:`JsonSource`,
 :class:`JsonlSource`, :class:`DataFrameSource`, :class:`SqlSource`,
@@ -15,6 +17,7 @@ Sources: :class:`CsvSource`, :class:`ParquetSource`, :class:`JsonSource`,
 from shipyard.data._datasets import (DatasetSummary, Datasets, DatasetVersion, check_name,
                                      parse_ref)
 from shipyard.data._diff import ColumnChange, DatasetDiff, diff_versions
+from shipyard.data._jsonable import jsonable
 from shipyard.data._expectations import (CheckResult, Expectation, ValidationReport,
                                          load_expectations, parse_expectations, validate)
 from shipyard.data._profile import profile_column, profile_frame
@@ -27,7 +30,7 @@ __all__ = [
     "CheckResult", "ColumnChange", "CsvSource", "DataFrameSource", "DatasetDiff",
     "DatasetSummary", "DatasetVersion", "Datasets", "Expectation", "FileSource",
     "HttpJsonSource", "JsonSource", "JsonlSource", "ParquetSource", "Source", "SqlSource",
-    "ValidationReport", "as_source", "check_name", "content_hash", "diff_versions",
+    "ValidationReport", "as_source", "check_name", "content_hash", "diff_versions", "jsonable",
     "load_expectations", "parse_expectations", "parse_ref", "profile_column", "profile_frame",
     "validate",
 ]

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import builtins
 import logging
-import random
-import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -14,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import pyarrow as pa
 from sqlalchemy import and_, func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shipyard.data._diff import DatasetDiff, diff_versions
@@ -34,20 +31,18 @@ from shipyard.data._snapshot import (
     to_parquet,
 )
 from shipyard.data._sources import Source, as_source
-from shipyard.errors import DataError, ExpectationsFailed, NotFoundError, StoreError
-from shipyard.security._audit import resolve_actor
-from shipyard.store._models import DatasetLineageRow, DatasetRow, DatasetVersionRow
+from shipyard.errors import DataError, ExpectationsFailed, NotFoundError
+from shipyard.names import check_name as _check_name
+from shipyard.names import check_version_number, ranges
+from shipyard.security import resolve_actor
+from shipyard.store.tables import DatasetLineageRow, DatasetRow, DatasetVersionRow
 
 if TYPE_CHECKING:
     from shipyard import Workspace
 
 log = logging.getLogger(__name__)
 
-NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,199}")
-MAX_VERSION = 2**31 - 1  # the version column is a 32-bit integer on PostgreSQL
 MAX_REF_LENGTH = 200 + 1 + len("latest")
-# Two writers racing for the same name or version number: the loser retries.
-CONFLICT_ATTEMPTS = 6
 LISTED = 20
 
 
@@ -63,12 +58,7 @@ def check_name(name: object) -> str:
     DataError
         It is not.
     """
-    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
-        shown = repr(name) if len(repr(name)) <= 60 else repr(name)[:57] + "..."
-        raise DataError(f"{shown} is not a valid dataset name",
-                        hint="start with a letter; use up to 200 letters, digits, '_', '.' "
-                             "and '-' (e.g. adult_income)")
-    return name
+    return _check_name(name, "dataset", DataError, example="adult_income")
 
 
 def parse_ref(ref: object) -> tuple[str, int | None]:
@@ -88,13 +78,7 @@ def parse_ref(ref: object) -> tuple[str, int | None]:
     check_name(name)
     if not sep or version == "latest":
         return name, None
-    if not version.isascii() or not version.isdigit() or len(version) > 10:
-        raise DataError(f"{ref!r} is not a valid dataset ref: {version!r} is not a version "
-                        "number", hint=hint)
-    number = int(version)
-    if not 1 <= number <= MAX_VERSION:
-        raise DataError(f"{ref!r} is not a valid dataset ref: versions start at 1", hint=hint)
-    return name, number
+    return name, check_version_number(version, ref, "dataset", DataError, hint)
 
 
 # --------------------------------------------------------------- versions
@@ -323,6 +307,9 @@ class Datasets:
     def _commit(self, name: str, fields: dict[str, Any], parent_ids: list[int],
                 description: str | None, *, actor: str | None = None) -> DatasetVersion:
         def write(session: Session) -> DatasetVersion:
+            # Before anything is read: the next version number below must not
+            # be one another writer of this name is about to take.
+            self._ws.db.lock(session, f"dataset:{name}")
             now = time.time()
             dataset = session.execute(
                 select(DatasetRow).where(DatasetRow.name == name)).scalar_one_or_none()
@@ -355,18 +342,9 @@ class Datasets:
                          "parents": list(version.parents)})
             return version
 
-        for attempt in range(CONFLICT_ATTEMPTS):
-            try:
-                return self._ws.db.retry(write)
-            except IntegrityError as exc:
-                # Another writer took this name's next version number (or
-                # created the dataset) first; the next attempt sees its row.
-                if attempt == CONFLICT_ATTEMPTS - 1:
-                    raise StoreError(f"could not register {name}: concurrent writers kept "
-                                     f"conflicting ({exc.orig})",
-                                     hint="try again") from exc
-                time.sleep(0.01 * (2**attempt) * (1 + random.random()))
-        raise AssertionError("unreachable")
+        # conflicts: a backstop for a writer that takes no lock (an older
+        # Shipyard on the same database); the next attempt sees its rows.
+        return self._ws.db.retry(write, what=f"register {name}", conflicts=True)
 
     def _resolve_parents(self, parents: Sequence[DatasetVersion | str] | None) -> list[int]:
         if parents is None:
@@ -502,7 +480,7 @@ class Datasets:
                 select(DatasetVersionRow.version)
                 .where(DatasetVersionRow.dataset_id == dataset.id)
                 .order_by(DatasetVersionRow.version)).scalars().all()
-            shown = _ranges(existing) or "none"
+            shown = ranges(existing) or "none"
             raise NotFoundError(f"dataset {name!r} has no version {number}; versions: {shown}",
                                 hint=f"use {name}@latest for the newest")
         return row
@@ -537,16 +515,3 @@ def _transform_text(transform: str | Callable[..., Any] | None) -> str | None:
 
 
 
-
-def _ranges(numbers: Sequence[int]) -> str:
-    """``[1, 2, 3, 5]`` → ``"1-3, 5"``."""
-    parts: builtins.list[str] = []
-    start = prev = None
-    for n in [*numbers, None]:
-        if n is not None and prev is not None and n == prev + 1:
-            prev = n
-            continue
-        if start is not None:
-            parts.append(str(start) if start == prev else f"{start}-{prev}")
-        start = prev = n
-    return ", ".join(parts)

@@ -150,7 +150,7 @@ class Expectation(BaseModel):
             try:
                 re.compile(value)
             except re.error as exc:
-                raise ValueError(f"{value!r} is not a valid pattern: {exc}") from None
+                raise ValueError(f"{value!r} is not a valid pattern: {exc}") from exc
         return value
 
     @field_validator("allowed")
@@ -213,7 +213,7 @@ def parse_expectations(items: Iterable[Expectation | Mapping[str, Any]] | None,
             parsed.append(Expectation.model_validate(dict(item)))
         except ValidationError as exc:
             raise ConfigError(f"{where}[{i}] is invalid:\n" + _pydantic_errors(exc),
-                              hint="see help(shipyard.data.Expectation) for the keys") from None
+                              hint="see help(shipyard.data.Expectation) for the keys") from exc
     return parsed
 
 
@@ -551,9 +551,9 @@ def load_expectations(path: str | os.PathLike) -> list[Expectation]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"cannot read expectations file {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"expectations file {path} is not UTF-8 text") from None
+        raise ConfigError(f"cannot read expectations file {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"expectations file {path} is not UTF-8 text") from exc
     try:
         if path.suffix.lower() == ".json":
             doc = json.loads(text)
@@ -561,7 +561,7 @@ def load_expectations(path: str | os.PathLike) -> list[Expectation]:
             doc = yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(f"expectations file {path} does not parse: "
-                          f"{str(exc).splitlines()[0]}") from None
+                          f"{str(exc).splitlines()[0]}") from exc
     if isinstance(doc, Mapping) and set(doc) == {"expectations"}:
         doc = doc["expectations"]
     if doc is None:

@@ -47,7 +47,7 @@ def to_arrow(frame: pd.DataFrame) -> pa.Table:
         where = f"column {column!r}" if column is not None else "a column"
         raise DataError(f"{where} cannot be stored: {str(exc).splitlines()[0]}",
                         hint="give the column one type, e.g. df[col] = df[col].astype(str)"
-                        ) from None
+                        ) from exc
 
 
 def _failing_column(frame: pd.DataFrame) -> str | None:

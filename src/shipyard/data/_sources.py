@@ -147,18 +147,18 @@ class FileSource(Source):
             df = self._parse()
         except SourceError:
             raise
-        except pd.errors.EmptyDataError:
-            raise SourceError(f"{self.format} file {self.path} is empty") from None
+        except pd.errors.EmptyDataError as exc:
+            raise SourceError(f"{self.format} file {self.path} is empty") from exc
         except UnicodeDecodeError as exc:
             raise SourceError(
                 f"{self.format} file {self.path} is not valid {exc.encoding} text "
                 f"(byte {exc.start})", hint="pass encoding=... if it uses another encoding",
-            ) from None
+            ) from exc
         except OSError as exc:
-            raise SourceError(f"cannot read {self.path}: {exc.strerror or exc}") from None
+            raise SourceError(f"cannot read {self.path}: {exc.strerror or exc}") from exc
         except Exception as exc:  # each parser has its own exception zoo
             raise SourceError(f"{self.path} is not a readable {self.format} file: "
-                              f"{_first_line(exc)}") from None
+                              f"{_first_line(exc)}") from exc
         return _require_columns(df, f"{self.format} file {self.path}")
 
     @abstractmethod
@@ -220,7 +220,7 @@ class JsonSource(FileSource):
             doc = json.loads(text)
         except json.JSONDecodeError as exc:
             raise SourceError(f"json file {self.path} is not valid JSON: {exc.msg} "
-                              f"(line {exc.lineno}, column {exc.colno})") from None
+                              f"(line {exc.lineno}, column {exc.colno})") from exc
         rows = _records_at(doc, self.records, f"json file {self.path}")
         return _records_frame(rows, f"json file {self.path}")
 
@@ -242,7 +242,7 @@ class JsonlSource(FileSource):
                     rows.append(json.loads(line))
                 except json.JSONDecodeError as exc:
                     raise SourceError(f"jsonl file {self.path} line {lineno} is not valid "
-                                      f"JSON: {exc.msg}") from None
+                                      f"JSON: {exc.msg}") from exc
         return _records_frame(rows, f"jsonl file {self.path}")
 
 
@@ -327,7 +327,7 @@ class SqlSource(Source):
         from sqlalchemy import create_engine, text
         from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
-        from shipyard.store._db import normalise_url
+        from shipyard.store import normalise_url
 
         safe = redact_url(self.url)
         if not isinstance(self.query, str) or not self.query.strip():
@@ -337,9 +337,9 @@ class SqlSource(Source):
         except (ArgumentError, NoSuchModuleError, ValueError) as exc:
             raise SourceError(f"{safe!r} is not a usable SQLAlchemy URL: {_first_line(exc)}",
                               hint="e.g. sqlite:///data.db or postgresql://user:pass@host/db"
-                              ) from None
+                              ) from exc
         except ImportError as exc:
-            raise SourceError(f"the driver for {safe!r} is not installed: {exc}") from None
+            raise SourceError(f"the driver for {safe!r} is not installed: {exc}") from exc
         try:
             with engine.connect() as conn:
                 df = pd.read_sql_query(text(self.query), conn, params=self.params)
@@ -349,7 +349,7 @@ class SqlSource(Source):
             orig = getattr(cause, "orig", None) or cause
             raise SourceError(f"SQL query on {safe} failed: {_first_line(orig)}",
                               hint="check the query, the table names and that the database "
-                                   "is reachable") from None
+                                   "is reachable") from exc
         finally:
             engine.dispose()
         return _require_columns(df, f"the SQL query on {safe}")
@@ -472,21 +472,21 @@ class HttpJsonSource(Source):
 
         try:
             response = client.get(url, params=params or None)
-        except httpx.TimeoutException:
+        except httpx.TimeoutException as exc:
             raise SourceError(f"{where}: no response within {self.timeout:g}s",
-                              hint="raise timeout= or check the server") from None
+                              hint="raise timeout= or check the server") from exc
         except httpx.HTTPError as exc:
             raise SourceError(f"{where}: cannot connect: {_first_line(exc)}",
-                              hint="check the URL and that the server is up") from None
+                              hint="check the URL and that the server is up") from exc
         if response.status_code >= 400:
             body = response.text[:200].strip()
             raise SourceError(f"{where}: HTTP {response.status_code} {response.reason_phrase}"
                               + (f": {body}" if body else ""))
         try:
             return response.json()
-        except ValueError:
+        except ValueError as exc:
             ctype = response.headers.get("content-type", "no content type")
-            raise SourceError(f"{where} is not JSON ({ctype}): {response.text[:80]!r}") from None
+            raise SourceError(f"{where} is not JSON ({ctype}): {response.text[:80]!r}") from exc
 
 
 # ------------------------------------------------------------ resolution

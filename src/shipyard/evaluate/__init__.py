@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from shipyard.evaluate._explain import explain_rows, global_importance
     from shipyard.evaluate._fairness import fairness_report
     from shipyard.evaluate._operational import operational_report
-    from shipyard.evaluate._report import EvaluationReport, evaluate, evaluate_model
+    from shipyard.evaluate._report import SECTIONS, EvaluationReport, evaluate, evaluate_model
     from shipyard.evaluate._scores import bootstrap_ci, task_metrics
     from shipyard.evaluate._slices import slice_report
     from shipyard.evaluate._robustness import robustness_report
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 #: Public name -> private module that defines it (resolved lazily).
 _EXPORTS = {
-    **dict.fromkeys(["EvaluationReport", "evaluate", "evaluate_model"],
+    **dict.fromkeys(["SECTIONS", "EvaluationReport", "evaluate", "evaluate_model"],
                     "shipyard.evaluate._report"),
     **dict.fromkeys(["bootstrap_ci", "task_metrics"], "shipyard.evaluate._scores"),
     "slice_report": "shipyard.evaluate._slices",
@@ -47,14 +47,7 @@ _EXPORTS = {
                     "shipyard.evaluate._gates"),
     **dict.fromkeys(["PromotionResult", "promote"], "shipyard.evaluate._promote"),
 }
-__all__ = [
-    "EvaluationReport", "bootstrap_ci", "evaluate", "evaluate_model", "explain_rows",
-    "fairness_report", "global_importance", "operational_report", "slice_report",
-    "task_metrics",
-    "robustness_report", "MitigationResult", "ThresholdedModel", "mitigate", "ChampionRule",
-    "FairnessRule", "GateCheck", "GatePolicy", "GateResult", "LatencyRule", "MetricRule",
-    "RobustnessRule", "check_gates", "load_policy", "PromotionResult", "promote",
-]
+__all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:

@@ -381,7 +381,7 @@ def _as_predictions(value: Any, n: int) -> dict[str, Any]:
 
 def _paired_bootstrap(name: str, rule: ChampionRule, chal: dict, champ: dict, y: np.ndarray,
                       task: str) -> GateCheck:
-    from shipyard.train._metrics import metric as lookup
+    from shipyard.train import metric as lookup
 
     try:
         spec = lookup(task, rule.metric)
@@ -451,7 +451,7 @@ def _finish_many(metric: str, means: np.ndarray, ys: np.ndarray) -> np.ndarray:
 
 
 def _scorer(task: str, metric: str, chal: dict, champ: dict, key: str):
-    from shipyard.train._metrics import score
+    from shipyard.train import score
 
     labels = chal.get("classes")
     if labels is None:
@@ -506,5 +506,5 @@ def load_policy(data: Mapping[str, Any] | None, *, source: str = "gates") -> Gat
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}"
                              for e in exc.errors())
         raise ConfigError(f"{source}: invalid gate policy: {problems}",
-                          hint="see shipyard.evaluate.GatePolicy for the keys") from None
+                          hint="see shipyard.evaluate.GatePolicy for the keys") from exc
 

@@ -7,11 +7,11 @@ hold, so the result is saved as a :class:`ThresholdedModel`: the base
 model's artifact (by digest) plus each group's thresholds and mixing
 probabilities in JSON, in the ``thresholded`` artifact format.
 
->>> result = mitigate(ws, "credit@2", "credit_fit@1", target="default",
-...                   sensitive="sex")                          # doctest: +SKIP
->>> result.before["demographic_parity_difference"], \\
-...     result.after["demographic_parity_difference"]           # doctest: +SKIP
-(0.31, 0.02)
+Example (needs a workspace with a registered model and a dataset)::
+
+    result = ws.mitigate("credit@2", "credit_fit@1", target="default", sensitive="sex")
+    result.before["demographic_parity_difference"]   # e.g. 0.31
+    result.after["demographic_parity_difference"]    # e.g. 0.02
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from shipyard.errors import ConfigError, DataError
-from shipyard.train._thresholded import ThresholdedModel
+from shipyard.train import ThresholdedModel
 
 if TYPE_CHECKING:
     from shipyard import Workspace
@@ -165,8 +165,9 @@ def mitigate(
     X, groups_of_rows = frame[features], frame[sensitive].astype(str)
     y01 = (y == classes[1]).astype(int)
     groups = _fit_thresholds(model, X, y01, groups_of_rows, constraint)
-    mitigated = ThresholdedModel(model, sensitive=sensitive, features=features, classes=classes,
-                                 groups=groups, base_digest=base.artifact_digest, seed=seed)
+    mitigated = ThresholdedModel(base=model, sensitive=sensitive, features=features,
+                                 classes=classes, groups=groups,
+                                 base_digest=base.artifact_digest, seed=seed)
     before = _figures(y01, (np.asarray(model.predict(X)) == classes[1]).astype(int),
                       groups_of_rows)
     after = _figures(y01, (mitigated.predict(frame) == classes[1]).astype(int), groups_of_rows)
@@ -227,7 +228,7 @@ def _fit_thresholds(model: Any, X: pd.DataFrame, y01: np.ndarray, groups: pd.Ser
             warnings.simplefilter("ignore")  # fairlearn warns about prefit estimators
             optimizer.fit(X, y01, sensitive_features=groups.to_numpy())
     except ValueError as exc:
-        raise DataError(f"fairlearn could not fit thresholds: {exc}") from None
+        raise DataError(f"fairlearn could not fit thresholds: {exc}") from exc
     out = {}
     for key, g in optimizer.interpolated_thresholder_.interpolation_dict.items():
         entry = {"p0": float(g["p0"]), "op0": [g["operation0"].operator,

@@ -6,11 +6,12 @@ moves the alias only if every gate passes, or if an override reason is
 given (audited with the failed gates). A worse challenger never replaces the
 champion: on failure the registry is left exactly as it was.
 
->>> from shipyard.evaluate import GatePolicy, promote          # doctest: +SKIP
->>> policy = GatePolicy.model_validate({"champion": {"metric": "accuracy"}})  # doctest: +SKIP
->>> promote(ws, "fraud@3", policy=policy, dataset_ref="fraud_test@1",
-...         target="is_fraud").promoted                         # doctest: +SKIP
-False
+Example (needs a workspace with a registered model and a test dataset)::
+
+    policy = {"champion": {"metric": "accuracy"}}
+    result = ws.promote("fraud@3", policy=policy, dataset_ref="fraud_test@1",
+                        target="is_fraud")
+    result.promoted          # False when a gate failed; the alias did not move
 """
 
 from __future__ import annotations
@@ -129,7 +130,7 @@ def promote(
         model input column.
     """
     from shipyard.registry import check_alias
-    from shipyard.registry._registry import RegistryError
+    from shipyard.errors import RegistryError
 
     alias = check_alias(to)
     if not isinstance(policy, GatePolicy):

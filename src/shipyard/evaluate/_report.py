@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from shipyard.data._jsonable import jsonable
+from shipyard.data import jsonable
 from shipyard.errors import ConfigError, DataError
 from shipyard.evaluate._signature import (
     check_schema,
@@ -268,30 +268,10 @@ def evaluate_model(
 
     task = resolve_task(task, classes)
     y = frame[target].to_numpy()
-    if task == "regression":
-        if not pd.api.types.is_numeric_dtype(frame[target]):
-            raise DataError(f"a regression target must be numeric; {target!r} is "
-                            f"{frame[target].dtype}")
-    else:
-        if classes is None:
-            classes = sorted(pd.unique(y).tolist())
-        unknown = sorted(set(pd.unique(y).tolist()) - set(classes), key=str)
-        if unknown:
-            raise DataError(f"target {target!r} holds label(s) {unknown[:5]} the model does "
-                            f"not know; its classes are {classes}",
-                            hint="evaluate on data labelled like the training data")
+    classes = _check_target(frame, target, task, classes)
     X = frame[inputs]
     signature = normalized_signature(signature, inputs)
-    try:
-        pred = np.asarray(model.predict(X))
-        proba = None
-        if task != "regression" and hasattr(model, "predict_proba"):
-            proba = np.asarray(model.predict_proba(X), dtype=np.float64)
-    except (ValueError, TypeError, KeyError) as exc:
-        raise DataError(f"the model could not predict on the data: {exc}",
-                        hint="check the columns and their types against the model's "
-                             "signature") from None
-
+    pred, proba = _predict(model, X, task)
     metrics = task_metrics(y, pred, proba, task=task, classes=classes,
                            n_bootstrap=n_bootstrap, seed=seed, headline=headline)
     report = EvaluationReport(
@@ -300,46 +280,136 @@ def evaluate_model(
         headline_metric=metrics["headline"], confusion_matrix=metrics["confusion_matrix"],
         curves=metrics["curves"], model=dict(model_info or {}),
         dataset=dict(dataset_info or {}), sections=["metrics"])
-    overall = metrics["values"][metrics["headline"]]["value"]
-
-    def section(name: str, compute) -> None:
+    ctx = _Context(model=model, frame=frame, X=X, y=y, pred=pred, proba=proba, task=task,
+                   classes=classes, signature=signature, seed=seed, n_bootstrap=n_bootstrap,
+                   headline=metrics["headline"],
+                   overall=metrics["values"][metrics["headline"]]["value"],
+                   sensitive=list(sensitive), slices=list(slices),
+                   slice_threshold=slice_threshold, slice_min_rows=slice_min_rows,
+                   explain_rows=explain_rows, artifact_bytes=artifact_bytes,
+                   load_seconds=load_seconds)
+    for name, compute in _SECTIONS.items():
         if name not in sections:
-            return
-        setattr(report, name, compute())
-        report.sections.append(name)
-
-    if slices:
-        from shipyard.evaluate._slices import slice_report
-
-        section("slices", lambda: slice_report(
-            frame, y, pred, proba, columns=slices, task=task, metric=metrics["headline"],
-            overall=overall, classes=classes, threshold=slice_threshold,
-            min_rows=slice_min_rows, n_bootstrap=n_bootstrap, seed=seed))
-    if sensitive:
-        from shipyard.evaluate._fairness import fairness_report
-
-        section("fairness", lambda: fairness_report(frame[list(sensitive)], y, pred, task=task,
-                                                    classes=classes))
-    if "explanations" in sections:
-        from shipyard.evaluate._explain import global_importance
-
-        section("explanations", lambda: global_importance(
-            model, X, task=task, classes=classes, signature=signature, max_rows=explain_rows,
-            seed=seed))
-    if "robustness" in sections:
+            continue
         try:
-            from shipyard.evaluate._robustness import robustness_report
-        except ImportError:
-            report.skipped["robustness"] = "shipyard.evaluate._robustness is not installed"
-        else:
-            section("robustness", lambda: robustness_report(
-                model, X, y, task=task, signature=signature, seed=seed))
-    if "operational" in sections:
-        from shipyard.evaluate._operational import operational_report
-
-        section("operational", lambda: operational_report(
-            model, X, artifact_bytes=artifact_bytes, load_seconds=load_seconds, seed=seed))
+            result = compute(ctx)
+        except ImportError as exc:  # an optional library of this section is missing
+            report.skipped[name] = f"needs a library that is not installed: {exc.name}"
+            continue
+        if result is not None:
+            setattr(report, name, result)
+            report.sections.append(name)
     return report
+
+
+@dataclass
+class _Context:
+    """What every report section is computed from."""
+
+    model: Any
+    frame: pd.DataFrame
+    X: pd.DataFrame
+    y: np.ndarray
+    pred: np.ndarray
+    proba: np.ndarray | None
+    task: str
+    classes: list | None
+    signature: dict[str, Any]
+    seed: int
+    n_bootstrap: int
+    headline: str
+    overall: float
+    sensitive: list[str]
+    slices: list[str]
+    slice_threshold: float
+    slice_min_rows: int
+    explain_rows: int
+    artifact_bytes: int | None
+    load_seconds: float | None
+
+
+def _check_target(frame: pd.DataFrame, target: str, task: str, classes: list | None
+                  ) -> list | None:
+    """The classes (from the data when the model names none); refuse a
+    non-numeric regression target or labels the model does not know."""
+    y = frame[target]
+    if task == "regression":
+        if not pd.api.types.is_numeric_dtype(y):
+            raise DataError(f"a regression target must be numeric; {target!r} is {y.dtype}")
+        return classes
+    values = pd.unique(y.to_numpy()).tolist()
+    if classes is None:
+        classes = sorted(values)
+    unknown = sorted(set(values) - set(classes), key=str)
+    if unknown:
+        raise DataError(f"target {target!r} holds label(s) {unknown[:5]} the model does "
+                        f"not know; its classes are {classes}",
+                        hint="evaluate on data labelled like the training data")
+    return classes
+
+
+def _predict(model: Any, X: pd.DataFrame, task: str) -> tuple[np.ndarray, np.ndarray | None]:
+    try:
+        pred = np.asarray(model.predict(X))
+        proba = None
+        if task != "regression" and hasattr(model, "predict_proba"):
+            proba = np.asarray(model.predict_proba(X), dtype=np.float64)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise DataError(f"the model could not predict on the data: {exc}",
+                        hint="check the columns and their types against the model's "
+                             "signature") from exc
+    return pred, proba
+
+
+def _slices_section(c: _Context) -> Any:
+    if not c.slices:
+        return None
+    from shipyard.evaluate._slices import slice_report
+
+    return slice_report(c.frame, c.y, c.pred, c.proba, columns=c.slices, task=c.task,
+                        metric=c.headline, overall=c.overall, classes=c.classes,
+                        threshold=c.slice_threshold, min_rows=c.slice_min_rows,
+                        n_bootstrap=c.n_bootstrap, seed=c.seed)
+
+
+def _fairness_section(c: _Context) -> Any:
+    if not c.sensitive:
+        return None
+    from shipyard.evaluate._fairness import fairness_report
+
+    return fairness_report(c.frame[c.sensitive], c.y, c.pred, task=c.task, classes=c.classes)
+
+
+def _explanations_section(c: _Context) -> Any:
+    from shipyard.evaluate._explain import global_importance
+
+    return global_importance(c.model, c.X, task=c.task, classes=c.classes,
+                             signature=c.signature, max_rows=c.explain_rows, seed=c.seed)
+
+
+def _robustness_section(c: _Context) -> Any:
+    from shipyard.evaluate._robustness import robustness_report
+
+    return robustness_report(c.model, c.X, c.y, task=c.task, signature=c.signature,
+                             seed=c.seed)
+
+
+def _operational_section(c: _Context) -> Any:
+    from shipyard.evaluate._operational import operational_report
+
+    return operational_report(c.model, c.X, artifact_bytes=c.artifact_bytes,
+                              load_seconds=c.load_seconds, seed=c.seed)
+
+
+#: Report section -> how it is computed (``metrics`` always is; a section
+#: that returns None, e.g. fairness without sensitive columns, is left out).
+_SECTIONS = {
+    "slices": _slices_section,
+    "fairness": _fairness_section,
+    "explanations": _explanations_section,
+    "robustness": _robustness_section,
+    "operational": _operational_section,
+}
 
 
 def evaluate(

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from shipyard.errors import ConfigError, DataError
+from shipyard.train import direction, needs_proba
 
 #: Metrics reported per task, in display order.
 TASK_METRICS = {
@@ -34,19 +35,10 @@ TASK_METRICS = {
                    "roc_auc_ovr"),
     "regression": ("mae", "rmse", "r2", "mape"),
 }
-#: Metrics that score probabilities.
-PROBA_METRICS = frozenset({"roc_auc", "pr_auc", "log_loss", "brier", "roc_auc_ovr"})
-#: Metrics where lower is better.
-MINIMIZE = frozenset({"log_loss", "brier", "mae", "rmse", "mape"})
 #: Rows of the count matrix scored at once (bounds memory to ~40 MB of float64).
 _CHUNK_CELLS = 5_000_000
 _MAX_CURVE_POINTS = 200
 _EPS = np.finfo(np.float64).eps
-
-
-def direction(name: str) -> str:
-    """``minimize`` or ``maximize``."""
-    return "minimize" if name in MINIMIZE else "maximize"
 
 
 def resolve_task(task: str, classes: Sequence | None = None) -> str:
@@ -240,7 +232,7 @@ def point_value(task: str, name: str, y: np.ndarray, pred: np.ndarray,
                 proba: np.ndarray | None, classes: Sequence | None) -> float | None:
     """A metric's value computed by scikit-learn (via ``train._metrics.score``
     where it knows the metric); None where it is undefined."""
-    from shipyard.train._metrics import METRICS, score
+    from shipyard.train import METRICS, score
 
     try:
         if name in METRICS.get(task, {}):
@@ -291,7 +283,7 @@ def task_metrics(y: Any, pred: Any, proba: Any = None, *, task: str,
     if task != "regression" and classes is None:
         classes = np.unique(np.concatenate([y, pred])).tolist()
     headline = headline or default_headline(task, proba is not None)
-    names = [m for m in TASK_METRICS[task] if proba is not None or m not in PROBA_METRICS]
+    names = [m for m in TASK_METRICS[task] if proba is not None or not needs_proba(m)]
     if headline not in names:
         raise ConfigError(f"headline metric {headline!r} is not reported for this {task} task",
                           hint=f"choose one of {', '.join(names)}")

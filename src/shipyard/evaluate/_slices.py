@@ -9,12 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from shipyard.evaluate._scores import (
-    bootstrap_ci,
-    direction,
-    point_value,
-    weighted_metrics,
-)
+from shipyard.evaluate._scores import bootstrap_ci, point_value, weighted_metrics
+from shipyard.train import direction
 
 #: Categorical columns keep this many most frequent values; the rest is "(other)".
 MAX_GROUPS = 20

@@ -180,7 +180,7 @@ def _convertible(model: Any) -> Any:
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import Pipeline
 
-    from shipyard.train._artifacts import LightGBMModel
+    from shipyard.train import LightGBMModel
 
     model = copy.deepcopy(model)
 

@@ -71,7 +71,7 @@ class ModelVersion:
         from shipyard.train import load_model
 
         if self._workspace is None:
-            from shipyard.registry._registry import RegistryError
+            from shipyard.errors import RegistryError
 
             raise RegistryError(f"{self.ref} is not attached to a workspace")
         return load_model(self._workspace.artifacts, self.artifact_digest)

@@ -20,22 +20,44 @@ from __future__ import annotations
 import builtins
 import json
 import math
-import random
 import re
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 
-from shipyard.errors import ArtifactNotFoundError, NotFoundError, ShipyardError, StoreError
-from shipyard.registry._records import (STATUSES, AliasEvent, ModelLineage, ModelSummary,
-                                        ModelVersion)
+from shipyard.errors import (
+    ArtifactNotFoundError,
+    NotFoundError,
+    RegistryError,
+)
+from shipyard.names import (
+    ALIAS_PATTERN,
+    MAX_VERSION,
+    check_name,
+    has_control,
+    ranges,
+    shown,
+)
+from shipyard.registry._records import (
+    STATUSES,
+    AliasEvent,
+    ModelLineage,
+    ModelSummary,
+    ModelVersion,
+)
 from shipyard.security import resolve_actor
-from shipyard.store._models import (DatasetRow, DatasetVersionRow, ModelAliasEventRow,
-                                    ModelAliasRow, ModelVersionBlobRow, ModelVersionRow,
-                                    RegisteredModelRow, RunInputRow)
+from shipyard.store.tables import (
+    DatasetRow,
+    DatasetVersionRow,
+    ModelAliasEventRow,
+    ModelAliasRow,
+    ModelVersionBlobRow,
+    ModelVersionRow,
+    RegisteredModelRow,
+    RunInputRow,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -43,34 +65,19 @@ if TYPE_CHECKING:
     from shipyard import Workspace
     from shipyard.tracking import RunInfo
 
-NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,199}")
-ALIAS_PATTERN = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 #: Aliases the registry computes itself; they cannot be set.
 RESERVED_ALIASES = frozenset({"latest"})
-MAX_VERSION = 2**31 - 1  # the version column is a 32-bit integer on PostgreSQL
 MAX_REF_LENGTH = 200 + 1 + 64
 MAX_TEXT = 10_000
 MAX_TAG_KEY = 250
 DIGEST_TAG = "model.digest"
 SIGNATURE_PATH = "model/signature.json"
-CONFLICT_ATTEMPTS = 6
 LISTED = 20
 _DIGEST = re.compile(r"[0-9a-f]{64}")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 READY, ARCHIVED = STATUSES
 
 
-class RegistryError(ShipyardError):
-    """A registry request is invalid: a malformed name or ref, a run without a
-    model, a forbidden alias move. Nothing was changed."""
-
-
 # --------------------------------------------------------------------- refs
-def _shown(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def check_model_name(name: object) -> str:
     """Return ``name`` if it is a valid model name: a letter, then up to 199
     letters, digits, ``_``, ``.`` and ``-``.
@@ -80,11 +87,7 @@ def check_model_name(name: object) -> str:
     RegistryError
         It is not.
     """
-    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
-        raise RegistryError(f"{_shown(name)} is not a valid model name",
-                            hint="start with a letter; use up to 200 letters, digits, '_', "
-                                 "'.' and '-' (e.g. fraud_detector)")
-    return name
+    return check_name(name, "model", RegistryError, example="fraud_detector")
 
 
 def check_alias(alias: object) -> str:
@@ -97,7 +100,7 @@ def check_alias(alias: object) -> str:
         It cannot.
     """
     if not isinstance(alias, str) or not ALIAS_PATTERN.fullmatch(alias):
-        raise RegistryError(f"{_shown(alias)} is not a valid alias",
+        raise RegistryError(f"{shown(alias)} is not a valid alias",
                             hint="start with a lowercase letter; use up to 64 lowercase "
                                  "letters, digits, '_' and '-' (e.g. champion)")
     if alias in RESERVED_ALIASES:
@@ -128,7 +131,7 @@ def parse_model_ref(ref: object) -> tuple[str, int | str | None]:
     if selector.isascii() and selector.isdigit():
         return name, _version_number(selector)
     if not ALIAS_PATTERN.fullmatch(selector):
-        raise RegistryError(f"{_shown(ref)} is not a valid model ref: {_shown(selector)} is "
+        raise RegistryError(f"{shown(ref)} is not a valid model ref: {shown(selector)} is "
                             "neither a version number nor an alias", hint=hint)
     return name, selector
 
@@ -139,7 +142,7 @@ def _version_number(version: object) -> int:
         version = int(version)
     if isinstance(version, bool) or not isinstance(version, int) \
             or not 1 <= version <= MAX_VERSION:
-        raise RegistryError(f"{_shown(version)} is not a model version number",
+        raise RegistryError(f"{shown(version)} is not a model version number",
                             hint="versions are whole numbers from 1")
     return version
 
@@ -160,7 +163,7 @@ def _json_object(value: object, what: str) -> dict[str, Any]:
         # copies it, so later changes to the caller's dict change nothing here.
         return json.loads(json.dumps(dict(value), allow_nan=False))
     except (TypeError, ValueError) as exc:
-        raise RegistryError(f"the {what} is not JSON-serialisable: {exc}") from None
+        raise RegistryError(f"the {what} is not JSON-serialisable: {exc}") from exc
 
 
 def _tags(tags: object) -> dict[str, str]:
@@ -171,8 +174,8 @@ def _tags(tags: object) -> dict[str, str]:
     out: dict[str, str] = {}
     for key, value in tags.items():
         if not isinstance(key, str) or not key.strip() or len(key) > MAX_TAG_KEY \
-                or _CONTROL.search(key):
-            raise RegistryError(f"tag key {_shown(key)} must be 1 to {MAX_TAG_KEY} printable "
+                or has_control(key):
+            raise RegistryError(f"tag key {shown(key)} must be 1 to {MAX_TAG_KEY} printable "
                                 "characters")
         out[key] = _text(str(value), f"tag {key!r}")  # type: ignore[assignment]
     return out
@@ -267,7 +270,7 @@ class Registry:
                                 hint="register a run that saved a model, or pass "
                                      "artifact_digest=")
         if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
-            raise RegistryError(f"{_shown(digest)} is not a model digest (64 lowercase hex "
+            raise RegistryError(f"{shown(digest)} is not a model digest (64 lowercase hex "
                                 "digits)")
         artifact = self._artifact(digest)
         sig = self._signature(run, signature)
@@ -285,6 +288,9 @@ class Registry:
             onnx_blobs = [onnx_digest] if onnx_digest else []
 
         def write(session: Session) -> ModelVersion:
+            # Before anything is read: the next version number below must not
+            # be one another writer of this name is about to take.
+            self._ws.db.lock(session, f"model:{name}")
             self._ws.audit.lock(session)
             now = time.time()
             model = session.execute(select(RegisteredModelRow)
@@ -338,28 +344,20 @@ class Registry:
             return _json_object(signature, "signature")
         try:
             raw = self._ws.runs.load_artifact(run.id, SIGNATURE_PATH)
-        except NotFoundError:
+        except NotFoundError as exc:
             raise RegistryError(f"run {run.short_id} logged no {SIGNATURE_PATH}, so the model's "
                                 "signature is unknown",
-                                hint="log it in the run, or pass signature=") from None
+                                hint="log it in the run, or pass signature=") from exc
         try:
             return _json_object(json.loads(raw), "signature")
         except ValueError as exc:
             raise RegistryError(f"{SIGNATURE_PATH} of run {run.short_id} is not JSON: {exc}"
-                                ) from None
+                                ) from exc
 
     def _write(self, fn, what: str):
-        for attempt in range(CONFLICT_ATTEMPTS):
-            try:
-                return self._ws.db.retry(fn)
-            except IntegrityError as exc:
-                # Another writer took this name, version number or alias
-                # first; the next attempt sees its row.
-                if attempt == CONFLICT_ATTEMPTS - 1:
-                    raise StoreError(f"could not {what}: concurrent writers kept conflicting "
-                                     f"({exc.orig})", hint="try again") from exc
-                time.sleep(0.01 * (2**attempt) * (1 + random.random()))
-        raise AssertionError("unreachable")
+        # conflicts: a backstop for a writer that takes no lock (an older
+        # Shipyard on the same database); the next attempt sees its rows.
+        return self._ws.db.retry(fn, what=what, conflicts=True)
 
     # -------------------------------------------------------------- read
     def get(self, ref: str | ModelVersion) -> ModelVersion:
@@ -423,7 +421,7 @@ class Registry:
         check_model_name(name)
         if alias is not None and (not isinstance(alias, str)
                                   or not ALIAS_PATTERN.fullmatch(alias)):
-            raise RegistryError(f"{_shown(alias)} is not a valid alias")
+            raise RegistryError(f"{shown(alias)} is not a valid alias")
         with self._ws.db.read() as session:
             model = self._model(session, name)
             query = (select(ModelAliasEventRow).where(ModelAliasEventRow.model_id == model.id)
@@ -706,7 +704,7 @@ class Registry:
                                    .where(ModelVersionRow.model_id == model.id)
                                    .order_by(ModelVersionRow.version)).scalars().all()
             raise NotFoundError(f"model {model.name!r} has no version {selector}; versions: "
-                                f"{_ranges(have) or 'none'}",
+                                f"{ranges(have) or 'none'}",
                                 hint=f"use {model.name}@latest for the newest")
         return row
 
@@ -751,16 +749,3 @@ class Registry:
             created_at=r.created_at, created_by=r.created_by, new=new, _workspace=self._ws)
             for r in rows]
 
-
-def _ranges(numbers: builtins.list[int]) -> str:
-    """``[1, 2, 3, 5]`` → ``"1-3, 5"``."""
-    parts: builtins.list[str] = []
-    start = prev = None
-    for n in [*numbers, None]:
-        if n is not None and prev is not None and n == prev + 1:
-            prev = n
-            continue
-        if start is not None:
-            parts.append(str(start) if start == prev else f"{start}-{prev}")
-        start = prev = n
-    return ", ".join(parts)

@@ -6,12 +6,12 @@
 True
 """
 
-from shipyard.security._audit import (AuditEntry, AuditError, AuditLog, AuditVerification,
+from shipyard.errors import (ApiKeyError, AuditError, AuthenticationError, ExpiredKeyError,
+                             RevokedKeyError, ScopeError, UnknownKeyError)
+from shipyard.security._audit import (AuditEntry, AuditLog, AuditVerification,
                                       audit_key, canonical_json, entry_hash, read_jsonl,
                                       resolve_actor, verify_chain)
-from shipyard.security._keys import (SCOPES, ApiKeyError, ApiKeyInfo, ApiKeys,
-                                     AuthenticationError, ExpiredKeyError, RevokedKeyError,
-                                     ScopeError, UnknownKeyError)
+from shipyard.security._keys import SCOPES, ApiKeyInfo, ApiKeys
 
 __all__ = ["SCOPES", "ApiKeyError", "ApiKeyInfo", "ApiKeys", "AuditEntry", "AuditError",
            "AuditLog", "AuditVerification", "AuthenticationError", "ExpiredKeyError",

@@ -19,17 +19,17 @@ import hmac
 import io
 import json
 import os
-import re
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 
-from shipyard.errors import ShipyardError
-from shipyard.store._models import AuditEntryRow
+from shipyard.errors import AuditError
+from shipyard.names import has_control
+from shipyard.store.tables import AuditEntryRow
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -37,17 +37,14 @@ if TYPE_CHECKING:
     from shipyard import Workspace
 
 GENESIS = "0" * 64
-#: PostgreSQL advisory lock serialising appenders (the migrations use 7263513).
+#: The writer lock serialising appenders (``Database.lock``): a fixed number,
+#: not a hashed key, so that older Shipyard processes on the same database
+#: still exclude newer ones.
 AUDIT_LOCK_ID = 7263514
 MAX_ACTOR = 200
 MAX_NAME = 64
 MAX_OBJECT_ID = 500
 MAX_REASON = 4000
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-class AuditError(ShipyardError):
-    """An audit entry could not be written, or its arguments are invalid."""
 
 
 # ------------------------------------------------------------------ records
@@ -228,7 +225,7 @@ def read_jsonl(path_or_file: str | os.PathLike | IO[str]) -> Iterator[AuditEntry
             try:
                 yield AuditEntry(**json.loads(line))
             except (ValueError, TypeError) as exc:
-                raise AuditError(f"line {number} is not an audit entry: {exc}") from None
+                raise AuditError(f"line {number} is not an audit entry: {exc}") from exc
 
 
 # ------------------------------------------------------------------- actors
@@ -258,7 +255,7 @@ def _os_user() -> str:
 def _text(value: object, what: str, limit: int, *, empty: bool = False) -> str:
     if not isinstance(value, str):
         raise AuditError(f"the audit {what} must be text, got {type(value).__name__}")
-    if (not empty and not value.strip()) or len(value) > limit or _CONTROL.search(value):
+    if (not empty and not value.strip()) or len(value) > limit or has_control(value):
         raise AuditError(f"the audit {what} {value[:40]!r} must be 1 to {limit} printable "
                          "characters")
     return value
@@ -300,19 +297,19 @@ class AuditLog:
     def __repr__(self) -> str:
         return f"AuditLog({self._ws!r}, keyed={self._key is not None})"
 
-    @staticmethod
-    def lock(session: Session) -> None:
+    def lock(self, session: Session) -> None:
         """Take the audit writer lock for the rest of ``session``'s transaction.
 
         SQLite's ``BEGIN IMMEDIATE`` already serialises writers; PostgreSQL
         needs this advisory lock so that two appenders cannot read the same
         tail (released at commit; the next holder's statements see the new
-        tail). :meth:`append` takes it; a caller that reads state it is about
-        to change and audit (an alias's holder) takes it first, so that those
-        reads are not stale either. Taking it twice is harmless.
+        tail). :meth:`append` takes it before reading the tail; a caller that
+        reads state it is about to change and audit (an alias's holder) takes
+        it first, so that those reads are not stale either. It is the last
+        lock a transaction takes: take any ``Database.lock`` key before it.
+        Taking it twice is harmless.
         """
-        if session.get_bind().dialect.name == "postgresql":
-            session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": AUDIT_LOCK_ID})
+        self._ws.db.lock(session, AUDIT_LOCK_ID)
 
     def append(self, session: Session, *, action: str, object_type: str, object_id: str,
                actor: str | None = None, reason: str | None = None,
@@ -357,7 +354,7 @@ class AuditLog:
                 # Store exactly what is hashed: tuples become lists, numpy numbers floats.
                 details = json.loads(canonical_json(dict(details)))
             except (TypeError, ValueError) as exc:
-                raise AuditError(f"audit details are not JSON: {exc}") from None
+                raise AuditError(f"audit details are not JSON: {exc}") from exc
 
         self.lock(session)
         tail = session.execute(select(AuditEntryRow.seq, AuditEntryRow.hash)

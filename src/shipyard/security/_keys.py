@@ -26,9 +26,17 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
-from shipyard.errors import NotFoundError, ShipyardError
+from shipyard.errors import (
+    ApiKeyError,
+    ExpiredKeyError,
+    NotFoundError,
+    RevokedKeyError,
+    ScopeError,
+    UnknownKeyError,
+)
+from shipyard.names import has_control
 from shipyard.security._audit import resolve_actor
-from shipyard.store._models import ApiKeyRow
+from shipyard.store.tables import ApiKeyRow
 
 if TYPE_CHECKING:
     from shipyard import Workspace
@@ -38,31 +46,6 @@ PREFIX = "shp"
 MAX_NAME = 200
 _KEY_ID = re.compile(r"[0-9a-f]{12}")
 _SECRET = re.compile(rf"{PREFIX}_([0-9a-f]{{12}})_([A-Za-z0-9_-]{{43}})")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-class ApiKeyError(ShipyardError):
-    """An API key could not be created or used, or its arguments are invalid."""
-
-
-class AuthenticationError(ApiKeyError):
-    """A presented secret does not authenticate (base of the next three)."""
-
-
-class UnknownKeyError(AuthenticationError):
-    """No key has this secret (or the secret is malformed)."""
-
-
-class RevokedKeyError(AuthenticationError):
-    """The key was revoked."""
-
-
-class ExpiredKeyError(AuthenticationError):
-    """The key is past its expiry time."""
-
-
-class ScopeError(ApiKeyError):
-    """The key is valid but lacks the scope the operation needs."""
 
 
 @dataclass(frozen=True)
@@ -190,7 +173,7 @@ class ApiKeys:
             Invalid name, scopes, expiry or rate limit.
         """
         if (not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME
-                or _CONTROL.search(name)):
+                or has_control(name)):
             raise ApiKeyError(f"a key name is 1 to {MAX_NAME} printable characters, got "
                               f"{name!r}")
         chosen = _scopes(scopes)

@@ -2,38 +2,32 @@
 Protocol (KServe v2, binary tensors included) and MLflow's scoring protocol
 for registered models, with API keys, limits, metrics and a prediction log.
 
->>> from shipyard.serve import create_app                         # doctest: +SKIP
->>> app = create_app(ws, ["fraud@champion"])                       # doctest: +SKIP
->>> read_predictions(ws, model="fraud").shape                      # doctest: +SKIP
+Only HTTP lives here; what the server calls (deployments, loaded models,
+signature checks, the prediction log) is in :mod:`shipyard.deploy`.
+
+Example (needs a workspace with data and a model)::
+
+    from shipyard.serve import create_app
+    app = create_app(ws, ["fraud@champion"])
 
 Heavy imports (FastAPI, pyarrow) happen when these names are first used.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 _EXPORTS = {
     "create_app": "shipyard.serve._app", "run": "shipyard.serve._app",
-    "ModelSlot": "shipyard.serve._models", "ModelSlots": "shipyard.serve._models",
-    "LoadedModel": "shipyard.serve._models", "Prediction": "shipyard.serve._models",
-    "PredictionLog": "shipyard.serve._predlog",
-    "read_predictions": "shipyard.serve._predlog", "read_feedback": "shipyard.serve._predlog",
-    "Schema": "shipyard.serve._validation", "ServeError": "shipyard.serve._errors",
-    "Deployment": "shipyard.serve._rollout", "DeploymentError": "shipyard.serve._rollout",
-    "DeploymentRecord": "shipyard.serve._rollout", "Deployments": "shipyard.serve._rollout",
-    "RollbackPolicy": "shipyard.serve._rollout", "load_deployments": "shipyard.serve._rollout",
+    "ModelSlot": "shipyard.serve._slots", "ModelSlots": "shipyard.serve._slots",
+    "ServeError": "shipyard.errors",
 }
-__all__ = ["Deployment", "DeploymentError", "DeploymentRecord", "Deployments", "LoadedModel",
-           "ModelSlot", "ModelSlots", "Prediction", "PredictionLog", "RollbackPolicy",
-           "Schema", "ServeError", "create_app", "load_deployments", "read_feedback",
-           "read_predictions", "run"]
+__all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
-        import importlib
-
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'shipyard.serve' has no attribute {name!r}")
 

@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import shipyard
 from shipyard.serve._auth import requires
-from shipyard.serve._errors import (
+from shipyard.serve._responses import (
     ORJSON_OPTIONS,
     FastJSONResponse,
     ServeError,
@@ -248,13 +248,13 @@ def create_app(ws: Workspace, models: list[str], *, auth: bool = True,
         Models load and the log starts in its lifespan; shutdown flushes the log.
     """
     from shipyard.serve._auth import Authenticator
-    from shipyard.serve._batching import MicroBatcher
+    from shipyard.serve._microbatch import MicroBatcher
     from shipyard.serve._inference import Serving
-    from shipyard.serve._metrics import ServerMetrics
+    from shipyard.serve._prometheus import ServerMetrics
     from shipyard.serve._mlflow import router as mlflow_router
-    from shipyard.serve._models import ModelSlots
+    from shipyard.serve._slots import ModelSlots
     from shipyard.serve._openapi import install_openapi
-    from shipyard.serve._predlog import PredictionLog
+    from shipyard.deploy import PredictionLog
     from shipyard.serve._simple import router as simple_router
     from shipyard.serve._v2 import router as v2_router
 
@@ -291,7 +291,7 @@ def create_app(ws: Workspace, models: list[str], *, auth: bool = True,
             yield
         finally:
             slots.stop()
-            from shipyard.serve._rollout import drain_mirrors
+            from shipyard.serve._traffic import drain_mirrors
 
             await drain_mirrors()  # shadow answers still running: log them too
             if predlog is not None:

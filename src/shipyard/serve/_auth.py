@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from shipyard.serve._errors import ServeError
+from shipyard.serve._responses import ServeError
 
 if TYPE_CHECKING:
     from shipyard import Workspace

@@ -15,18 +15,17 @@ import orjson
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
-from shipyard.serve._errors import ServeError
+from shipyard.serve._responses import ServeError
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from shipyard import Workspace
     from shipyard.serve._auth import Authenticator
-    from shipyard.serve._batching import MicroBatcher
-    from shipyard.serve._metrics import ServerMetrics
-    from shipyard.serve._models import LoadedModel, ModelSlots, Prediction
-    from shipyard.serve._predlog import PredictionLog
-    from shipyard.serve._validation import Schema
+    from shipyard.serve._microbatch import MicroBatcher
+    from shipyard.serve._prometheus import ServerMetrics
+    from shipyard.deploy import LoadedModel, Prediction, PredictionLog, Schema
+    from shipyard.serve._slots import ModelSlots
 
 #: Up to this many rows a prediction runs on the event loop: a thread hop
 #: costs about as much as predicting one small row. Larger ones go to a thread.
@@ -44,7 +43,7 @@ class Serving:
     predlog: PredictionLog | None
     max_body_bytes: int
     max_explain_rows: int = 20
-    #: Merges concurrent requests to one version (:mod:`shipyard.serve._batching`).
+    #: Merges concurrent requests to one version (:mod:`shipyard.serve._microbatch`).
     batcher: MicroBatcher | None = None
 
 
@@ -65,7 +64,7 @@ def parse_json(body: bytes) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise ServeError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+        raise ServeError(400, "invalid_json", f"the body is not valid JSON: {exc}") from exc
 
 
 def require_json(request: Request, *also: str) -> str:
@@ -89,7 +88,7 @@ async def predict(request: Request, name: str, build: Callable[[Schema], pd.Data
     ServeError
         404 unknown model, 4xx invalid input (logged as failed requests too).
     """
-    from shipyard.serve._rollout import mirror, route
+    from shipyard.serve._traffic import mirror, route
 
     state = serving(request)
     slot = state.slots.get(name)
@@ -114,7 +113,7 @@ async def predict(request: Request, name: str, build: Callable[[Schema], pd.Data
         slot.observe(loaded, error=True, latency_ms=(time.perf_counter() - started) * 1000)
         _log(request, state, loaded, endpoint, 422, started, frame, None, str(exc))
         raise ServeError(422, "unscorable_input",
-                         f"the model could not score these inputs: {exc}") from None
+                         f"the model could not score these inputs: {exc}") from exc
     except Exception:
         slot.observe(loaded, error=True, latency_ms=(time.perf_counter() - started) * 1000)
         raise

@@ -19,10 +19,10 @@ from pydantic import BaseModel, Field
 
 import shipyard
 from shipyard.serve._auth import requires
-from shipyard.serve._errors import FastJSONResponse, ServeError
+from shipyard.serve._responses import FastJSONResponse, ServeError
 from shipyard.serve._inference import predict, read_json, require_json, serving
 from shipyard.serve._openapi import json_body
-from shipyard.serve._validation import (
+from shipyard.deploy import (
     Schema,
     frame_from_columns,
     frame_from_records,
@@ -136,7 +136,7 @@ def _csv_builder(body: bytes):
             frame = pd.read_csv(io.BytesIO(body), dtype=text_cols, keep_default_na=True)
         except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
             raise ServeError(400, "invalid_csv", f"the body is not valid CSV: "
-                                                 f"{str(exc)[:200]}") from None
+                                                 f"{str(exc)[:200]}") from exc
         columns = {str(c): [None if _missing(v) else (v.item() if hasattr(v, "item") else v)
                             for v in frame[c].tolist()] for c in frame.columns}
         return frame_from_columns(schema, columns)

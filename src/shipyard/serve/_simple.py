@@ -9,10 +9,10 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from shipyard.serve._auth import requires
-from shipyard.serve._errors import FastJSONResponse, ServeError
+from shipyard.serve._responses import FastJSONResponse, ServeError
 from shipyard.serve._inference import predict, read_json, require_json, serving
 from shipyard.serve._openapi import ERRORS, json_body
-from shipyard.serve._validation import frame_from_columns, frame_from_records, invalid
+from shipyard.deploy import frame_from_columns, frame_from_records, invalid
 
 router = APIRouter(tags=["shipyard"], default_response_class=FastJSONResponse)
 
@@ -147,10 +147,10 @@ async def explain_v1(name: str, request: Request):
 
     def explain() -> list[dict[str, Any]]:
         try:
-            from shipyard.evaluate._explain import explain_rows
+            from shipyard.evaluate import explain_rows
         except ImportError as exc:
             raise ServeError(501, "not_available",
-                             f"explanations need shipyard[evaluate]: {exc}") from None
+                             f"explanations need shipyard[evaluate]: {exc}") from exc
         background = loaded.background(state.ws)
         return explain_rows(loaded.model, frame, background=background,
                             signature=loaded.version.signature)

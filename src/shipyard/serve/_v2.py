@@ -29,10 +29,10 @@ from pydantic import BaseModel, Field
 
 import shipyard
 from shipyard.serve._auth import requires
-from shipyard.serve._errors import ORJSON_OPTIONS, FastJSONResponse, ServeError
+from shipyard.serve._responses import ORJSON_OPTIONS, FastJSONResponse, ServeError
 from shipyard.serve._inference import parse_json, predict, serving
 from shipyard.serve._openapi import json_body
-from shipyard.serve._validation import Schema, frame_from_columns
+from shipyard.deploy import Schema, frame_from_columns
 
 router = APIRouter(tags=["open inference protocol (v2)"], default_response_class=FastJSONResponse)
 
@@ -247,8 +247,8 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
     if header_len is not None:
         try:
             n = int(header_len)
-        except ValueError:
-            raise bad(f"{HEADER} must be an integer, got {header_len[:20]!r}") from None
+        except ValueError as exc:
+            raise bad(f"{HEADER} must be an integer, got {header_len[:20]!r}") from exc
         if not 0 < n <= len(body):
             raise bad(f"{HEADER} is {n} but the body has {len(body)} bytes")
         doc, binary = parse_json(body[:n]), memoryview(body)[n:]
@@ -280,7 +280,7 @@ def _decompress(request: Request, body: bytes) -> bytes:
     try:
         out = inflater.decompress(body, limit + 1)  # bounded: no decompression bombs
     except zlib.error as exc:
-        raise bad(f"the body is not valid {encoding}: {exc}") from None
+        raise bad(f"the body is not valid {encoding}: {exc}") from exc
     if len(out) > limit or inflater.unconsumed_tail:
         raise ServeError(413, "body_too_large",
                          f"the decompressed body exceeds {limit} bytes")
@@ -386,8 +386,8 @@ def _from_json(where: str, datatype: str, count: int, data: Any) -> Any:
             raise bad(f"{where}: element {i} must be an integer for {datatype}", 422)
     try:
         return np.asarray(flat, dtype=DTYPES[datatype])
-    except (OverflowError, ValueError):
-        raise bad(f"{where}: a value does not fit {datatype}", 422) from None
+    except (OverflowError, ValueError) as exc:
+        raise bad(f"{where}: a value does not fit {datatype}", 422) from exc
 
 
 def _column_values(where: str, values: Any) -> Any:
@@ -398,8 +398,8 @@ def _column_values(where: str, values: Any) -> Any:
         if isinstance(v, bytes):
             try:
                 v = v.decode("utf-8")
-            except UnicodeDecodeError:
-                raise bad(f"{where}: element {i} is not UTF-8 text", 422) from None
+            except UnicodeDecodeError as exc:
+                raise bad(f"{where}: element {i} is not UTF-8 text", 422) from exc
         out.append(v)
     return out
 

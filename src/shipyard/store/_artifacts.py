@@ -73,7 +73,7 @@ class ArtifactStore:
             self.fs, root = fsspec.core.url_to_fs(self.url, **(storage_options or {}))
         except (ValueError, ImportError) as exc:
             raise ConfigError(f"cannot open artifact store {self.url!r}: {exc}",
-                              hint="use a local path or an fsspec URL whose package is installed") from None
+                              hint="use a local path or an fsspec URL whose package is installed") from exc
         self.root = root.rstrip("/")
         self.local = _is_local(self.fs)
         self._key = key
@@ -114,7 +114,7 @@ class ArtifactStore:
             with open(path, "rb") as fh:
                 data = fh.read()
         except OSError as exc:
-            raise ArtifactError(f"cannot read {path}: {exc.strerror}") from None
+            raise ArtifactError(f"cannot read {path}: {exc.strerror}") from exc
         return self.put_bytes(data)
 
     def _seal(self, digest: str, data: bytes) -> bytes:
@@ -137,7 +137,7 @@ class ArtifactStore:
             else:
                 self.fs.pipe_file(final, payload)
         except OSError as exc:
-            raise ArtifactError(f"cannot write blob {digest} to {self.url}: {exc}") from None
+            raise ArtifactError(f"cannot write blob {digest} to {self.url}: {exc}") from exc
 
     # ---------------------------------------------------------------- read
     def exists(self, digest: str) -> bool:
@@ -159,11 +159,11 @@ class ArtifactStore:
         path = self.blob_path(digest)
         try:
             raw = self.fs.cat_file(path)
-        except FileNotFoundError:
+        except FileNotFoundError as exc:
             raise ArtifactNotFoundError(
                 f"blob {digest} is not in the artifact store {self.url}",
                 hint="it may have been garbage-collected or the store URL may be wrong",
-            ) from None
+            ) from exc
         data = self._open(digest, raw, path)
         if sha256_bytes(data) != digest:
             raise ArtifactCorruptedError(
@@ -189,12 +189,12 @@ class ArtifactStore:
         nonce, ciphertext = body[:NONCE_BYTES], body[NONCE_BYTES:]
         try:
             return self._aead.decrypt(nonce, ciphertext, digest.encode())
-        except InvalidTag:
+        except InvalidTag as exc:
             raise EncryptionError(
                 f"blob {digest} at {path} could not be decrypted: the key is wrong or "
                 "the blob was tampered with",
                 hint="check SHIPYARD_ENCRYPTION_KEY; if the key is right, the blob is corrupted",
-            ) from None
+            ) from exc
 
     def open(self, digest: str) -> BinaryIO:
         """A verified, in-memory file object of the blob."""

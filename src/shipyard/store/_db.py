@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -10,14 +11,37 @@ from pathlib import Path
 from typing import TypeVar
 
 from sqlalchemy import create_engine, event, inspect, text
-from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from shipyard.errors import ConfigError, StoreError
 
 T = TypeVar("T")
 BUSY_TIMEOUT_MS = 60_000
+#: Advisory lock number of schema migrations, fixed before lock keys were hashed:
+#: kept so that an older Shipyard migrating the same database still excludes this one.
+MIGRATION_LOCK = 7263513
+#: PostgreSQL error codes worth another attempt: serialization failure,
+#: deadlock detected, lock not available.
+TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
+UNIQUE_VIOLATION = "23505"
+
+
+def lock_id(key: str | int) -> int:
+    """The PostgreSQL advisory lock number of ``key``: an int as it is, a
+    string by a 64-bit hash that every process computes alike (unlike
+    ``hash()``, which is salted per process).
+
+    >>> lock_id("dataset:adult") == lock_id("dataset:adult") != lock_id("dataset:adults")
+    True
+    >>> lock_id(7263513)
+    7263513
+    """
+    if isinstance(key, int):
+        return key
+    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 def normalise_url(url: str) -> str:
@@ -40,11 +64,11 @@ class Database:
         self.url = normalise_url(url)
         try:
             parsed = make_url(self.url)
-        except ArgumentError:
+        except ArgumentError as exc:
             raise ConfigError(
                 f"{url!r} is not a database URL",
                 hint="use sqlite:///path/to/file.db or postgresql://user:pass@host/db",
-            ) from None
+            ) from exc
         self.dialect = parsed.get_backend_name()
         if self.dialect == "sqlite":
             db = parsed.database
@@ -57,7 +81,7 @@ class Database:
                 self.engine = create_engine(self.url, pool_pre_ping=True)
             except Exception as exc:  # missing driver and similar
                 raise ConfigError(f"cannot use database URL {url!r}: {exc}",
-                                  hint="for PostgreSQL install shipyard[postgres]") from None
+                                  hint="for PostgreSQL install shipyard[postgres]") from exc
             self.read_engine = self.engine
         self._write = sessionmaker(self.engine, expire_on_commit=False)
         self._read = sessionmaker(self.read_engine, expire_on_commit=False)
@@ -107,17 +131,75 @@ class Database:
             finally:
                 session.rollback()
 
-    def retry(self, fn: Callable[[Session], T], *, attempts: int = 8) -> T:
-        """Run ``fn(session)`` in a write transaction, retrying when the
-        database is locked or a serialization conflict occurs."""
+    @staticmethod
+    def lock(session: Session | Connection, key: str | int) -> None:
+        """Hold the writer lock ``key`` (``"dataset:adult"``) until the end of
+        ``session``'s write transaction.
+
+        Take it before reading the number a write allocates (the next version,
+        revision or sequence number), so that writers of the same key allocate
+        one after another instead of reading the same number. On PostgreSQL it
+        is a transaction-scoped advisory lock: released at commit or rollback,
+        after the commit is visible, and the next holder's statements see the
+        committed rows (READ COMMITTED reads a new snapshot per statement). On
+        SQLite it does nothing: a write transaction starts with ``BEGIN
+        IMMEDIATE`` and so already holds the database's one write lock.
+
+        Against deadlocks, a transaction takes at most one key lock, and takes
+        it before the audit log's lock (which ``AuditLog.append`` takes last).
+        Taking the same key twice is harmless.
+        """
+        bind = session.get_bind() if isinstance(session, Session) else session
+        if bind.dialect.name == "postgresql":
+            session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id(key)})
+
+    def retry(self, fn: Callable[[Session], T], *, what: str | None = None, attempts: int = 8,
+              conflicts: bool = False) -> T:
+        """Run ``fn(session)`` in a write transaction, and again when another
+        writer got in the way; the one place that retries writes.
+
+        Parameters
+        ----------
+        fn
+            The work; it must read what it depends on inside the transaction,
+            so that a new attempt sees what the other writer committed.
+        what
+            What the write does, for the error message (``"register adult"``).
+        attempts
+            How many times to try; between tries it backs off exponentially
+            from 20 ms to 1 s, jittered.
+        conflicts
+            Also retry unique-constraint violations: another writer inserted
+            the same key first (two writers creating one new name). Without
+            it, only transient errors are retried: SQLite busy, PostgreSQL
+            serialization failures, deadlocks and lock timeouts.
+
+        Raises
+        ------
+        StoreError
+            Still failing after ``attempts`` tries; it names ``what`` and the
+            last cause (chained).
+        """
         delay = 0.02
-        for attempt in range(attempts):
+        for attempt in range(1, attempts + 1):
             try:
                 with self.write() as session:
                     return fn(session)
             except StoreError as exc:
-                if attempt == attempts - 1 or not _transient(exc.__cause__):
+                if not _transient(exc.__cause__):
                     raise
+                last: BaseException = exc.__cause__
+            except IntegrityError as exc:
+                if not (conflicts and _unique_violation(exc)):
+                    raise
+                last = exc
+            if attempt == attempts:
+                cause = getattr(last, "orig", None) or last
+                raise StoreError(
+                    f"could not {what or 'write to ' + self.safe_url}: still conflicting with "
+                    f"other writers after {attempts} attempts ({cause})",
+                    hint="try again; if it keeps failing, fewer processes should write at once",
+                ) from last
             time.sleep(delay * (1 + random.random()))
             delay = min(delay * 2, 1.0)
         raise AssertionError("unreachable")
@@ -187,6 +269,16 @@ def _enable_wal(cur) -> None:
 
 
 def _transient(exc: BaseException | None) -> bool:
+    """Whether another attempt may succeed: the error came from another writer."""
+    if getattr(getattr(exc, "orig", exc), "sqlstate", None) in TRANSIENT_SQLSTATES:
+        return True
     msg = str(exc).lower()
     return any(s in msg for s in ("database is locked", "could not serialize", "deadlock",
                                   "database table is locked"))
+
+
+def _unique_violation(exc: IntegrityError) -> bool:
+    orig = exc.orig
+    if getattr(orig, "sqlstate", None) == UNIQUE_VIOLATION:
+        return True
+    return "UNIQUE constraint failed" in str(orig)

@@ -14,7 +14,7 @@ their environment; search, compare.
 from shipyard.tracking._buffer import MetricBuffer
 from shipyard.tracking._environment import capture_environment
 from shipyard.tracking._records import STATUSES, Experiment, RunArtifact, RunInfo
-from shipyard.tracking._runs import ActiveRun, Runs
+from shipyard.tracking._runs import PROCESS_TAG, ActiveRun, RunProcess, Runs, process_tags
 
-__all__ = ["STATUSES", "ActiveRun", "Experiment", "MetricBuffer", "RunArtifact", "RunInfo",
-           "Runs", "capture_environment"]
+__all__ = ["PROCESS_TAG", "STATUSES", "ActiveRun", "Experiment", "MetricBuffer", "RunArtifact",
+           "RunInfo", "RunProcess", "Runs", "capture_environment", "process_tags"]

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import and_, insert, or_
 
 from shipyard.errors import ShipyardError, TrackingError
-from shipyard.store._models import LatestMetricRow, MetricRow
+from shipyard.store.tables import LatestMetricRow, MetricRow
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session

@@ -48,7 +48,7 @@ from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 
 from shipyard.errors import FilterSyntaxError
-from shipyard.store._models import ExperimentRow, LatestMetricRow, ParamRow, RunRow, TagRow
+from shipyard.store.tables import ExperimentRow, LatestMetricRow, ParamRow, RunRow, TagRow
 
 PREFIXES = ("metrics", "params", "tags", "attributes")
 #: attribute name → (column, kind); kind is "str", "num" or "time"
@@ -491,10 +491,10 @@ def _times(c: Compare):
             return v
         try:
             return _dt.datetime.fromisoformat(v).timestamp()
-        except ValueError:
+        except ValueError as exc:
             raise FilterSyntaxError(
                 f"{c.field} at column {c.field.column} compares with epoch seconds or an ISO "
-                f"date, got {v!r}", hint="e.g. start_time >= '2026-11-01 08:00'") from None
+                f"date, got {v!r}", hint="e.g. start_time >= '2026-11-01 08:00'") from exc
 
     if c.op.endswith("like"):
         raise FilterSyntaxError(f"LIKE at column {c.column} compares strings, but {c.field} "

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import json
 import logging
 import math
 import operator
 import os
 import re
+import socket
 import sys
 import threading
 import time
@@ -22,7 +24,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from shipyard.errors import NotFoundError, ShipyardError, TrackingError
-from shipyard.store._models import (DatasetRow, DatasetVersionRow, ExperimentRow,
+from shipyard.store.tables import (DatasetRow, DatasetVersionRow, ExperimentRow,
                                     LatestMetricRow, MetricRow, ParamRow, RunArtifactRow,
                                     RunInputRow, RunRow, TagRow)
 from shipyard.tracking._buffer import MetricBuffer, flush_all
@@ -94,9 +96,9 @@ def _step(step: object) -> int:
         raise TrackingError(f"a metric step is an integer, got {step!r}")
     try:
         step = operator.index(step)
-    except TypeError:
+    except TypeError as exc:
         raise TrackingError(f"a metric step is an integer, got {type(step).__name__} "
-                            f"{step!r:.60}") from None
+                            f"{step!r:.60}") from exc
     if not -INT64 <= step < INT64:
         raise TrackingError(f"metric step {step} does not fit in 64 bits")
     return step
@@ -105,8 +107,8 @@ def _step(step: object) -> int:
 def _timestamp(ts: object) -> float:
     try:
         ts = float(ts)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise TrackingError(f"a metric timestamp is epoch seconds, got {ts!r:.60}") from None
+    except (TypeError, ValueError) as exc:
+        raise TrackingError(f"a metric timestamp is epoch seconds, got {ts!r:.60}") from exc
     if not math.isfinite(ts):
         raise TrackingError(f"a metric timestamp must be finite, got {ts}")
     return ts
@@ -600,6 +602,107 @@ class Runs:
                              .order_by(DatasetRow.name, DatasetVersionRow.version)).all()
         return [f"{n}@{v}" for n, v in rows]
 
+    # ------------------------------------------------------------- orphans
+    def reap_orphans(self, *, dry_run: bool = False) -> list[RunProcess]:
+        """End ``KILLED`` the ``RUNNING`` runs whose process is gone for good.
+
+        A run that records its process (the :data:`PROCESS_TAG` tag, see
+        :func:`process_tags`) is checked on this host. When that process no
+        longer exists, is a zombie, its pid now belongs to a process started
+        later (Linux compares start times), or the host has restarted since,
+        nothing will ever end the run: it is marked ``KILLED``, its ``error``
+        saying why, its end time set to its last sign of life (latest metric,
+        artifact or child run). A run that records no process is judged by its
+        nearest running ancestor that does (nested runs, such as trials, are
+        started by their parent's process); one with neither is left alone,
+        as are runs recorded on another host, whose processes cannot be seen
+        from here.
+
+        One query over running runs, then a look at ``/proc`` per process:
+        cheap enough to call whenever a training starts.
+
+        Parameters
+        ----------
+        dry_run
+            Only report; change nothing.
+
+        Returns
+        -------
+        list of RunProcess
+            Every running run looked at, with its verdict, oldest first.
+        """
+        self._read_own_writes()
+        with self.ws.db.read() as s:
+            rows = s.execute(
+                select(RunRow.id, ExperimentRow.name, RunRow.name, RunRow.parent_id,
+                       RunRow.start_time, TagRow.value)
+                .join(ExperimentRow, ExperimentRow.id == RunRow.experiment_id)
+                .outerjoin(TagRow, (TagRow.run_id == RunRow.id) & (TagRow.key == PROCESS_TAG))
+                .where(RunRow.status == "RUNNING")
+                .order_by(RunRow.start_time, RunRow.id)).all()
+        recorded = {r[0]: _parse_process(r[5]) for r in rows}
+        parents = {r[0]: r[3] for r in rows}
+        host, boot = socket.gethostname(), _boot_id()
+        checks = []
+        for rid, experiment, name, parent_id, started, _ in rows:
+            process, via, seen = recorded[rid], None, {rid}
+            while process is None and parent_id in recorded and parent_id not in seen:
+                seen.add(parent_id)
+                process, via = recorded[parent_id], parent_id
+                parent_id = parents[parent_id]
+            verdict, reason = _judge(process, host, boot)
+            if via is not None and process is not None:
+                reason += f" (recorded by its ancestor run {via[:8]})"
+            checks.append(RunProcess(
+                run_id=rid, experiment=experiment, name=name, parent_id=parents[rid],
+                start_time=started, host=process[0] if process else None,
+                pid=process[1] if process else None, verdict=verdict, reason=reason))
+        gone = [c for c in checks if c.verdict == "gone"]
+        if dry_run or not gone:
+            return checks
+        with self.ws.db.read() as s:
+            last = self._last_signs_of_life(s, [c.run_id for c in gone])
+        now = time.time()
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(now))
+
+        def write(session: Session) -> set[str]:
+            killed = set()
+            for c in gone:
+                end = min(max(c.start_time, last.get(c.run_id, c.start_time)), now)
+                # Only if still RUNNING: it may have ended since we looked.
+                done = session.execute(
+                    RunRow.__table__.update()
+                    .where(RunRow.id == c.run_id, RunRow.status == "RUNNING")
+                    .values(status="KILLED", end_time=end,
+                            error=f"orphaned: {c.reason}; marked KILLED by Shipyard at {stamp}"))
+                if done.rowcount:
+                    killed.add(c.run_id)
+            return killed
+
+        killed = self.ws.db.retry(write)
+        for c in gone:
+            if c.run_id in killed:
+                log.info("shipyard: run %s was orphaned (%s); marked KILLED", c.run_id[:8],
+                         c.reason)
+        return [dataclasses.replace(c, killed=True) if c.run_id in killed else c
+                for c in checks]
+
+    @staticmethod
+    def _last_signs_of_life(session: Session, ids: list[str]) -> dict[str, float]:
+        """Per run, the latest time it showed activity: its metrics, its
+        artifacts, its child runs starting or ending."""
+        last: dict[str, float] = {}
+        sources = ((LatestMetricRow.run_id, LatestMetricRow.timestamp),
+                   (RunArtifactRow.run_id, RunArtifactRow.created_at),
+                   (RunRow.parent_id, func.coalesce(RunRow.end_time, RunRow.start_time)))
+        for chunk in (ids[i:i + 900] for i in range(0, len(ids), 900)):
+            for key, when in sources:
+                for rid, ts in session.execute(select(key, func.max(when))
+                                               .where(key.in_(chunk)).group_by(key)):
+                    if ts is not None:
+                        last[rid] = max(last.get(rid, ts), ts)
+        return last
+
 
 # ------------------------------------------------------------- active run
 class ActiveRun:
@@ -648,6 +751,11 @@ class ActiveRun:
         if self.status != "RUNNING":
             raise TrackingError(f"run {self.id[:8]} has ended ({self.status}); nothing more "
                                 "can be logged to it", hint="start a new run")
+
+    @property
+    def runs(self) -> Runs:
+        """The workspace's runs this run belongs to."""
+        return self._runs
 
     @property
     def info(self) -> RunInfo:
@@ -747,7 +855,7 @@ class ActiveRun:
         try:
             self._runs.ws.db.retry(write)
         except IntegrityError as exc:
-            raise TrackingError(f"could not log params of run {self.id[:8]}: {exc.orig}") from None
+            raise TrackingError(f"could not log params of run {self.id[:8]}: {exc.orig}") from exc
         self._params.update(todo)
 
     def _param_conflict(self, key: str, old: str, new: str) -> TrackingError:
@@ -799,7 +907,7 @@ class ActiveRun:
             text = json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False)
         except (TypeError, ValueError) as exc:
             raise TrackingError(f"cannot log {path!r} as JSON: {exc}",
-                                hint="convert values to str, int, float, list or dict") from None
+                                hint="convert values to str, int, float, list or dict") from exc
         return self.log_bytes(path, text.encode("utf-8"))
 
     def log_artifact(self, local_path: str | os.PathLike, path: str | None = None) -> list[str]:
@@ -906,6 +1014,136 @@ class ActiveRun:
             self._runs._ended(self.id)
         if flush_error is not None:
             raise flush_error
+
+
+# ------------------------------------------------------------ processes
+#: Tag naming the process that runs a run, as JSON: ``host``, ``pid`` and, on
+#: Linux, ``start`` (``<boot id>:<start time in clock ticks>``, so that a later
+#: process given the same pid is not mistaken for it). See
+#: :meth:`Runs.reap_orphans`.
+PROCESS_TAG = "shipyard.process"
+
+
+def process_tags() -> dict[str, str]:
+    """``{PROCESS_TAG: ...}`` naming this process, to add to a run's tags so
+    that :meth:`Runs.reap_orphans` can end the run if the process dies.
+
+    >>> json.loads(process_tags()[PROCESS_TAG])["pid"] == os.getpid()
+    True
+    """
+    record: dict[str, Any] = {"host": socket.gethostname(), "pid": os.getpid()}
+    boot, stat = _boot_id(), _proc_stat(os.getpid())
+    if boot is not None and stat is not None:
+        record["start"] = f"{boot}:{stat[1]}"
+    return {PROCESS_TAG: json.dumps(record, sort_keys=True, separators=(",", ":"))}
+
+
+@dataclasses.dataclass(frozen=True)
+class RunProcess:
+    """A ``RUNNING`` run, the process recorded for it, and what became of it.
+
+    Attributes
+    ----------
+    host, pid
+        The recorded process (the run's own, or its nearest running
+        ancestor's); None when there is none.
+    verdict
+        ``gone`` (nothing will end the run), ``alive``, ``other-host`` (cannot
+        be checked from here) or ``unrecorded`` (no process recorded).
+    reason
+        The verdict in words.
+    killed
+        Whether this check marked the run ``KILLED`` (never on a dry run).
+    """
+
+    run_id: str
+    experiment: str
+    name: str | None
+    parent_id: str | None
+    start_time: float
+    host: str | None
+    pid: int | None
+    verdict: str
+    reason: str
+    killed: bool = False
+
+
+def _parse_process(value: str | None) -> tuple[str, int, str | None] | None:
+    """``(host, pid, start)`` from a :data:`PROCESS_TAG` value; None if absent
+    or not understood (then nothing is concluded from it)."""
+    if not value:
+        return None
+    try:
+        record = json.loads(value)
+        host, pid, start = record["host"], record["pid"], record.get("start")
+    except (ValueError, TypeError, KeyError):
+        return None
+    if not isinstance(host, str) or isinstance(pid, bool) or not isinstance(pid, int) \
+            or pid <= 0 or not (start is None or isinstance(start, str)):
+        return None
+    return host, pid, start
+
+
+def _judge(process: tuple[str, int, str | None] | None, host: str,
+           boot: str | None) -> tuple[str, str]:
+    if process is None:
+        return "unrecorded", "no process is recorded for it or a running ancestor; left alone"
+    where, pid, start = process
+    if where != host:
+        return "other-host", (f"its process {pid} runs on {where}, which cannot be checked "
+                              f"from {host}; left alone")
+    why = _why_gone(pid, start, boot)
+    if why is None:
+        return "alive", f"its process {pid} on {where} is still running"
+    return "gone", f"its process {pid} on {where} is gone: {why}"
+
+
+def _why_gone(pid: int, start: str | None, boot: str | None) -> str | None:
+    """Why process ``pid`` of this host, started at ``start``, cannot be
+    running any more; None when it may be."""
+    if start is not None and boot is not None and start.partition(":")[0] != boot:
+        return "the host has restarted since"
+    if os.name != "posix":
+        return None  # os.kill(pid, 0) would not just probe on Windows: cannot tell
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return "no such process"
+    except PermissionError:
+        pass  # it exists, run by another user
+    except OSError:
+        return None
+    stat = _proc_stat(pid)
+    if stat is None:  # exists, and /proc cannot tell more: assume it is ours
+        return None
+    state, ticks = stat
+    if state in ("Z", "X", "x"):
+        return "it has exited (a zombie not yet reaped by its parent)"
+    if start is not None and start.partition(":")[2] != str(ticks):
+        return "its pid now belongs to a process started later"
+    return None
+
+
+def _boot_id() -> str | None:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
+    except OSError:
+        return None
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """State letter and start time (clock ticks after boot) of process ``pid``,
+    from ``/proc/<pid>/stat``; None where there is no such file."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    # "pid (name) state ppid ...": the name may hold spaces and parentheses.
+    fields = raw[raw.rfind(b")") + 2:].split()
+    try:
+        return fields[0].decode("ascii", "replace"), int(fields[19])
+    except (IndexError, ValueError):
+        return None
 
 
 # ----------------------------------------------------------- process exit

@@ -18,13 +18,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from shipyard.train._artifacts import LightGBMModel, ModelArtifact, load_model, save_model
     from shipyard.train._imbalance import Rebalanced, class_weights, rebalance
-    from shipyard.train._metrics import METRICS, Metric, score
+    from shipyard.train._metrics import METRICS, Metric, direction, metric, needs_proba, score
     from shipyard.train._preprocess import (DateParts, TextColumn, build_preprocessor,
                                             column_kinds)
-    from shipyard.train._spec import (CandidateSpec, CategoricalParam, DatasetRef,
-                                      FeatureSpec, FloatParam, IntParam, ProjectSpec,
-                                      SearchSpec, SplitSpec, TrainSpec, load_project,
-                                      parse_project, validate_estimator)
+    from shipyard.train._spec import (PARAM_TYPES, CandidateSpec, CategoricalParam,
+                                      DatasetRef, FeatureSpec, FloatParam, IntParam,
+                                      ProjectSpec, SearchSpec, SplitSpec, TrainSpec,
+                                      resolvable_problems, validate_estimator)
+    from shipyard.train._thresholded import ThresholdedModel
     from shipyard.train._space import grid_of, make_pruner, make_sampler, suggest
     from shipyard.train._split import Split, cv_folds, make_split
     from shipyard.train._torch_mlp import TorchMLPClassifier, TorchMLPRegressor
@@ -37,9 +38,10 @@ if TYPE_CHECKING:
 #: Public name -> private module that defines it (resolved lazily).
 _EXPORTS = {
     **dict.fromkeys(
-        ["CandidateSpec", "CategoricalParam", "DatasetRef", "FeatureSpec", "FloatParam",
-         "IntParam", "ProjectSpec", "SearchSpec", "SplitSpec", "TrainSpec", "load_project",
-         "parse_project", "validate_estimator"], "shipyard.train._spec"),
+        ["PARAM_TYPES", "CandidateSpec", "CategoricalParam", "DatasetRef", "FeatureSpec",
+         "FloatParam", "IntParam", "ProjectSpec", "SearchSpec", "SplitSpec", "TrainSpec",
+         "resolvable_problems", "validate_estimator"], "shipyard.train._spec"),
+    "ThresholdedModel": "shipyard.train._thresholded",
     **dict.fromkeys(["DateParts", "TextColumn", "build_preprocessor", "column_kinds"],
                     "shipyard.train._preprocess"),
     **dict.fromkeys(["LightGBMModel", "ModelArtifact", "load_model", "save_model"],
@@ -48,7 +50,8 @@ _EXPORTS = {
     **dict.fromkeys(["Split", "cv_folds", "make_split"], "shipyard.train._split"),
     **dict.fromkeys(["grid_of", "make_pruner", "make_sampler", "suggest"],
                     "shipyard.train._space"),
-    **dict.fromkeys(["METRICS", "Metric", "score"], "shipyard.train._metrics"),
+    **dict.fromkeys(["METRICS", "Metric", "direction", "metric", "needs_proba", "score"],
+                    "shipyard.train._metrics"),
     **dict.fromkeys(["Rebalanced", "class_weights", "rebalance"], "shipyard.train._imbalance"),
     "CostModel": "shipyard.train._cost",
     **dict.fromkeys(["EXECUTORS", "Executor", "make_executor"], "shipyard.train._executors"),
@@ -57,17 +60,7 @@ _EXPORTS = {
     **dict.fromkeys(["TrainResult", "print_result", "train", "train_project"],
                     "shipyard.train._trainer"),
 }
-__all__ = [
-    "EXECUTORS", "METRICS", "CandidateResult", "CandidateSpec", "CostModel", "Executor",
-    "ReproItem", "ReproReport", "TrainResult", "make_executor", "print_result", "reproduce",
-    "train", "train_project", "CategoricalParam", "DatasetRef", "DateParts", "FeatureSpec",
-    "FloatParam", "IntParam", "LightGBMModel", "Metric", "ModelArtifact", "ProjectSpec",
-    "Rebalanced", "SearchSpec", "Split", "SplitSpec", "TextColumn", "TorchMLPClassifier",
-    "TorchMLPRegressor", "TrainSpec", "build_preprocessor", "class_weights", "column_kinds",
-    "cv_folds", "grid_of", "load_model", "load_project", "make_pruner", "make_sampler",
-    "make_split", "parse_project", "rebalance", "save_model", "score", "suggest",
-    "validate_estimator",
-]
+__all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
@@ -88,11 +90,75 @@ def make_executor(name: str, *, n_jobs: int = 1, address: str | None = None) -> 
 
 # ------------------------------------------------------------------ local
 _WORKER_DATA: TrialData | None = None
+#: Seconds between the watchdog's checks that the coordinator is still there.
+PARENT_POLL_SECONDS = 1.0
+#: Exit status of a worker that ends because its coordinator is gone.
+ORPHAN_EXIT = 75
+_PR_SET_PDEATHSIG = 1
 
 
-def _init_worker(data: TrialData) -> None:
+def _init_worker(data: TrialData, coordinator: int) -> None:
     global _WORKER_DATA
+    die_with_parent(coordinator)
     _WORKER_DATA = data
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """End this process as soon as its parent, process ``parent_pid``, is gone.
+
+    A worker left behind by a coordinator killed with SIGKILL would otherwise
+    hold its memory (and keep multiprocessing's resource tracker alive, since
+    it holds the tracker's pipe) until someone finds it. On Linux the kernel
+    sends the worker SIGKILL when its parent dies (``PR_SET_PDEATHSIG``);
+    everywhere, a daemon thread watches the parent and ends the process with
+    ``os._exit`` (no cleanup is owed: the coordinator does all the tracking).
+    """
+    if sys.platform.startswith("linux"):
+        _kill_me_with_parent()
+    if os.getppid() != parent_pid:  # it died before we asked to die with it
+        _exit_orphaned(parent_pid)
+    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True,
+                     name="shipyard-parent-watch").start()
+
+
+def _kill_me_with_parent() -> None:
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    except (OSError, AttributeError):  # no prctl (unusual libc): the watchdog remains
+        pass
+
+
+def _watch_parent(parent_pid: int) -> None:
+    import multiprocessing
+    from multiprocessing.connection import wait
+
+    # The parent's sentinel (a pipe end it holds) becomes ready when it exits,
+    # also where os.getppid() never changes (Windows); the ppid check covers
+    # processes started without one.
+    parent = multiprocessing.parent_process()
+    sentinel = getattr(parent, "sentinel", None)
+    while True:
+        if sentinel is not None:
+            if wait([sentinel], timeout=PARENT_POLL_SECONDS):
+                _exit_orphaned(parent_pid)
+        else:
+            threading.Event().wait(PARENT_POLL_SECONDS)
+        if os.getppid() != parent_pid:
+            _exit_orphaned(parent_pid)
+
+
+def _exit_orphaned(parent_pid: int) -> None:
+    try:
+        sys.stderr.write(f"shipyard: trial worker {os.getpid()} exits: its coordinator "
+                         f"(process {parent_pid}) is gone\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    os._exit(ORPHAN_EXIT)
 
 
 def _run_in_worker(task: TrialTask) -> TrialResult:
@@ -103,7 +169,13 @@ def _run_in_worker(task: TrialTask) -> TrialResult:
 class LocalExecutor(Executor):
     """Trials on this machine: in this process for ``n_jobs=1`` (nothing to
     start), else in a pool of ``n_jobs`` spawned processes that each receive
-    the data once, when they start, and live for the whole training."""
+    the data once, when they start, and live for the whole training.
+
+    Workers die with the coordinator, also when it is killed with SIGKILL
+    (see :func:`die_with_parent`). On Linux they die with the *thread* that
+    started them, which is the one calling :meth:`run`: start, run and close
+    the executor from one thread, as :func:`~shipyard.train.train` does.
+    """
 
     name = "local"
 
@@ -124,7 +196,8 @@ class LocalExecutor(Executor):
             # spawn, not fork: the coordinator holds DB connections and threads
             self._pool = ProcessPoolExecutor(self.n_jobs,
                                              mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_init_worker, initargs=(data,))
+                                             initializer=_init_worker,
+                                             initargs=(data, os.getpid()))
 
     def run(self, tasks: Sequence[TrialTask]) -> list[TrialResult]:
         if self._data is None:
@@ -137,7 +210,7 @@ class LocalExecutor(Executor):
             return list(self._pool.map(_run_in_worker, tasks))
         except BrokenProcessPool as exc:
             raise TrainingError(f"a trial worker process died: {exc}",
-                                hint="it may have run out of memory; lower n_jobs") from None
+                                hint="it may have run out of memory; lower n_jobs") from exc
 
     def close(self) -> None:
         if self._pool is not None:
@@ -165,9 +238,9 @@ class RayExecutor(Executor):
     def start(self, data: TrialData) -> None:
         try:
             import ray
-        except ImportError:
+        except ImportError as exc:
             raise ConfigError("executor: ray needs the ray package, which is not installed",
-                              hint="pip install 'shipyard[ray]'") from None
+                              hint="pip install 'shipyard[ray]'") from exc
         if not ray.is_initialized():
             import logging
 
@@ -183,7 +256,7 @@ class RayExecutor(Executor):
                              logging_level=logging.WARNING, log_to_driver=False)
             except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ...
                 where = f"at {self.address}" if self.address else "locally"
-                raise TrainingError(f"could not start Ray {where}: {exc}") from None
+                raise TrainingError(f"could not start Ray {where}: {exc}") from exc
             self._started_ray = True
         self._remote = ray.remote(num_cpus=1, max_retries=0)(run_trial)
         self._data_ref = ray.put(data)
@@ -196,7 +269,7 @@ class RayExecutor(Executor):
         try:
             return ray.get([self._remote.remote(self._data_ref, task) for task in tasks])
         except ray.exceptions.RayError as exc:
-            raise TrainingError(f"a Ray trial task failed: {exc}") from None
+            raise TrainingError(f"a Ray trial task failed: {exc}") from exc
 
     def close(self) -> None:
         self._data_ref = self._remote = None

@@ -128,7 +128,7 @@ def rebalance(strategy: str, X: Any, y: Any, *, task: str, seed: int,
         raise DataError(f"imbalance: {strategy} failed on the training data: {exc}",
                         hint="SMOTE needs numeric features without missing values; apply it "
                         "to the preprocessed training matrix" if strategy == "smote" else None
-                        ) from None
+                        ) from exc
     return Rebalanced(X_out, np.asarray(y_out), record={**record, "counts_after": _counts(y_out)})
 
 
@@ -138,9 +138,9 @@ def _sampler(strategy: str, y: np.ndarray, seed: int) -> Any:
             from imblearn.over_sampling import SMOTE
         else:
             from imblearn.under_sampling import RandomUnderSampler
-    except ImportError:
+    except ImportError as exc:
         raise ConfigError(f"imbalance: {strategy} needs the imbalanced-learn package, which "
-                          "is not installed", hint="pip install imbalanced-learn") from None
+                          "is not installed", hint="pip install imbalanced-learn") from exc
     counts = _counts(y)
     if len(counts) < 2:
         raise DataError(f"imbalance: {strategy} needs at least 2 classes in the training rows, "

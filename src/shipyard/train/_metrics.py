@@ -44,11 +44,29 @@ METRICS: dict[str, dict[str, Metric]] = {
         Metric("recall", _MAX), Metric("log_loss", _MIN, True), Metric("brier", _MIN, True)),
     "multiclass": _table(
         Metric("accuracy", _MAX), Metric("balanced_accuracy", _MAX), Metric("f1_macro", _MAX),
-        Metric("f1_weighted", _MAX), Metric("log_loss", _MIN, True),
+        Metric("f1_weighted", _MAX), Metric("precision_macro", _MAX),
+        Metric("recall_macro", _MAX), Metric("log_loss", _MIN, True),
         Metric("roc_auc_ovr", _MAX, True)),
     "regression": _table(
         Metric("rmse", _MIN), Metric("mae", _MIN), Metric("r2", _MAX), Metric("mape", _MIN)),
 }
+
+
+def direction(name: str) -> str:
+    """``maximize`` or ``minimize``: the direction of metric ``name`` (any task).
+
+    >>> direction("log_loss"), direction("roc_auc")
+    ('minimize', 'maximize')
+    """
+    for table in METRICS.values():
+        if name in table:
+            return table[name].direction
+    return _MAX
+
+
+def needs_proba(name: str) -> bool:
+    """Whether metric ``name`` scores probabilities (any task)."""
+    return any(table[name].needs_proba for table in METRICS.values() if name in table)
 
 
 def metric(task: str, name: str) -> Metric:
@@ -132,7 +150,7 @@ def score(task: str, metric_name: str, y_true: Any, y_pred: Any = None, y_proba:
         else:
             value = _multiclass(skm, metric_name, y_true, given, list(labels))
     except ValueError as exc:
-        raise DataError(f"cannot compute {metric_name} for this {task} task: {exc}") from None
+        raise DataError(f"cannot compute {metric_name} for this {task} task: {exc}") from exc
     return float(value)
 
 
@@ -167,8 +185,10 @@ def _binary(skm: Any, name: str, y: np.ndarray, out: np.ndarray, labels: list) -
 def _multiclass(skm: Any, name: str, y: np.ndarray, out: np.ndarray, labels: list) -> float:
     if name in ("accuracy", "balanced_accuracy"):
         return getattr(skm, f"{name}_score")(y, out)
-    if name in ("f1_macro", "f1_weighted"):
-        return skm.f1_score(y, out, average=name[3:], labels=labels, zero_division=0.0)
+    if name in ("f1_macro", "f1_weighted", "precision_macro", "recall_macro"):
+        kind, average = name.split("_")
+        fn = {"f1": skm.f1_score, "precision": skm.precision_score, "recall": skm.recall_score}
+        return fn[kind](y, out, average=average, labels=labels, zero_division=0.0)
     if out.ndim != 2 or out.shape[1] != len(labels):
         raise ValueError(f"expected one probability column per class ({len(labels)}), got "
                          f"shape {out.shape}")

@@ -18,7 +18,7 @@ text         :class:`TextColumn` (missing → ""), then TF-IDF
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -28,9 +28,12 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from shipyard.errors import DataError
+
+if TYPE_CHECKING:
+    from sklearn.utils import Tags
 
 KINDS = ("numeric", "categorical", "datetime", "text")
 DATE_PARTS = ("year", "month", "day", "dayofweek", "hour")
@@ -59,22 +62,23 @@ class DateParts(TransformerMixin, BaseEstimator):
     def __init__(self, parts: Sequence[str] = DATE_PARTS):
         self.parts = parts
 
+    def __sklearn_tags__(self) -> Tags:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.string = True
+        tags.input_tags.allow_nan = True  # missing dates give NaN parts
+        return tags
+
     def fit(self, X: Any, y: Any = None) -> DateParts:
         unknown = [p for p in self.parts if p not in DATE_PARTS]
         if unknown or not self.parts:
             raise ValueError(f"DateParts parts must be a non-empty subset of {DATE_PARTS}, "
                              f"got {list(self.parts)}")
-        frame = _frame(X)
-        self.feature_names_in_ = np.asarray(frame.columns, dtype=object)
-        self.n_features_in_ = frame.shape[1]
+        self._frame(X, reset=True)
         return self
 
     def transform(self, X: Any) -> np.ndarray:
         check_is_fitted(self)
-        frame = _frame(X, self.feature_names_in_)
-        if frame.shape[1] != self.n_features_in_:
-            raise ValueError(f"DateParts was fitted on {self.n_features_in_} columns, "
-                             f"got {frame.shape[1]}")
+        frame = self._frame(X, reset=False)
         out = np.empty((len(frame), frame.shape[1] * len(self.parts)), dtype=np.float64)
         for i, name in enumerate(frame.columns):
             dates = _to_datetime(frame[name])
@@ -85,8 +89,22 @@ class DateParts(TransformerMixin, BaseEstimator):
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         check_is_fitted(self)
-        cols = self.feature_names_in_ if input_features is None else input_features
+        cols = input_features if input_features is not None else getattr(
+            self, "feature_names_in_", [f"x{i}" for i in range(self.n_features_in_)])
         return np.asarray([f"{c}_{p}" for c in cols for p in self.parts], dtype=object)
+
+    def _frame(self, X: Any, *, reset: bool) -> pd.DataFrame:
+        """``X`` as a DataFrame, checked against the columns seen in fit."""
+        if not isinstance(X, pd.DataFrame):  # DataFrames keep their datetime dtypes
+            X = check_array(X, dtype=None, ensure_all_finite=False,
+                            ensure_min_samples=1 if reset else 0, estimator=self)
+        n_features = getattr(self, "n_features_in_", None)
+        if not reset and X.shape[1] != n_features:
+            raise ValueError(f"X has {X.shape[1]} features, but DateParts is expecting "
+                             f"{n_features} features as input (it was fitted on "
+                             f"{n_features} columns, got {X.shape[1]})")
+        validate_data(self, X, reset=reset, skip_check_array=True)
+        return _frame(X, getattr(self, "feature_names_in_", None))
 
 
 class TextColumn(TransformerMixin, BaseEstimator):
@@ -98,23 +116,45 @@ class TextColumn(TransformerMixin, BaseEstimator):
     ['a b', '']
     """
 
+    def __sklearn_tags__(self) -> Tags:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.one_d_array = True
+        tags.input_tags.string = True
+        tags.input_tags.allow_nan = True  # missing text becomes ""
+        return tags
+
     def fit(self, X: Any, y: Any = None) -> TextColumn:
-        self.n_features_in_ = 1
+        self._column(X, reset=True)
         return self
 
     def transform(self, X: Any) -> np.ndarray:
         check_is_fitted(self)
+        column = self._column(X, reset=False)
+        return np.asarray(["" if _missing(v) else str(v) for v in column], dtype=object)
+
+    def _column(self, X: Any, *, reset: bool) -> np.ndarray:
+        """The one column of ``X`` (a DataFrame, a 1-D or a one-column 2-D
+        array-like) as a 1-D object array."""
+        if isinstance(X, pd.DataFrame):
+            n_columns = X.shape[1]
+        else:
+            X = check_array(X, dtype=None, ensure_2d=False, ensure_all_finite=False,
+                            ensure_min_samples=1 if reset else 0, estimator=self)
+            n_columns = X.shape[1] if X.ndim == 2 else 1
+        if n_columns != 1:
+            raise ValueError(f"TextColumn takes one column, got {n_columns}")
+        if reset or X.ndim == 2:  # a 1-D X has no feature count to check
+            validate_data(self, X, reset=reset, skip_check_array=True)
+        if reset:
+            self.n_features_in_ = 1
         values = X.iloc[:, 0] if isinstance(X, pd.DataFrame) else X
         arr = np.asarray(values, dtype=object)
-        if arr.ndim == 2:
-            if arr.shape[1] != 1:
-                raise ValueError(f"TextColumn takes one column, got {arr.shape[1]}")
-            arr = arr[:, 0]
-        return np.asarray(["" if _missing(v) else str(v) for v in arr], dtype=object)
+        return arr[:, 0] if arr.ndim == 2 else arr
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
-        return np.asarray(input_features if input_features is not None else ["text"],
-                          dtype=object)
+        if input_features is None:
+            input_features = getattr(self, "feature_names_in_", ["text"])
+        return np.asarray(input_features, dtype=object)
 
 
 def build_preprocessor(
@@ -281,9 +321,9 @@ def _schema(schema: Mapping[str, Any] | Iterable[Mapping[str, Any]]) -> dict[str
                 for name, spec in schema.items()}
     try:
         return {entry["name"]: dict(entry) for entry in schema}
-    except (TypeError, KeyError):
+    except (TypeError, KeyError) as exc:
         raise DataError("a schema must be a DataFrame, {column: dtype}, or a list of "
-                        "{'name': ..., 'dtype': ...} mappings") from None
+                        "{'name': ..., 'dtype': ...} mappings") from exc
 
 
 def _schema_kind(col: str, entry: Mapping[str, Any]) -> str:

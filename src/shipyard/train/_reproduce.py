@@ -77,10 +77,10 @@ def reproduce(ws: Workspace, run_id: str, *, tolerance: float = 1e-9,
         info = ws.runs.get(info.parent_id)
     try:
         raw = ws.runs.load_artifact(info.id, "spec.json")
-    except NotFoundError:
+    except NotFoundError as exc:
         raise NotFoundError(f"run {info.short_id} was not made by `shipyard train`: it has no "
                             "spec.json to re-run", hint="pass the id of a training's study run"
-                            ) from None
+                            ) from exc
     spec = ProjectSpec.model_validate(json.loads(raw))
     if info.status != "FINISHED":
         raise TrainingError(f"run {info.short_id} ended {info.status}; only a finished "
@@ -89,8 +89,10 @@ def reproduce(ws: Workspace, run_id: str, *, tolerance: float = 1e-9,
                    experiment=experiment or f"{info.experiment}-reproduce")
     new = ws.runs.get(result.study_run_id)
     report = ReproReport(info.id, new.id, tolerance)
-    for tag in ("dataset.ref", "split.digest", "best.candidate"):
+    for tag in ("dataset.ref", "dataset.content_hash", "split.digest", "best.candidate"):
         expected, actual = info.tags.get(tag), new.tags.get(tag)
+        if expected is None and tag == "dataset.content_hash":
+            continue  # a record older than this tag: compare what it holds
         report.items.append(ReproItem(tag, expected, actual, expected == actual))
     for key in sorted(k for k in info.metrics if k.startswith(("best.", "test."))
                       or ".best_" in k):

@@ -180,14 +180,14 @@ def _as_space(space: Any) -> dict[str, ParamSpec]:
         where = ".".join(str(p) for p in first["loc"] if p not in ("int", "float", "categorical"))
         raise ConfigError(f"search_space.{where}: {first['msg'].removeprefix('Value error, ')}"
                           + (f" ({exc.error_count() - 1} more problems)"
-                             if exc.error_count() > 1 else "")) from None
+                             if exc.error_count() > 1 else "")) from exc
     try:
         for name, param in checked.items():
             for other, value in (param.when or {}).items():
                 _check_condition(checked, name, other, value)
         _check_acyclic(checked)
     except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+        raise ConfigError(str(exc)) from exc
     return checked
 
 

@@ -32,18 +32,15 @@ import difflib
 import importlib
 import importlib.util
 import inspect
-import os
 import re
-import typing
-from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-import yaml
-from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator,
+from pydantic import (BaseModel, ConfigDict, Field, field_validator,
                       model_validator)
 
-from shipyard.train._metrics import METRICS as _METRIC_TABLE
+from shipyard.train._metrics import METRICS
 from shipyard.errors import ConfigError
+from shipyard.names import NAME_HINT, did_you_mean, is_name
 
 Task = Literal["binary", "multiclass", "regression"]
 
@@ -54,15 +51,10 @@ ESTIMATOR_ALIASES = {
     "lightgbm": ("lightgbm.LGBMClassifier", "lightgbm.LGBMRegressor"),
     "torch_mlp": ("shipyard.train.TorchMLPClassifier", "shipyard.train.TorchMLPRegressor"),
 }
-#: Metrics a search may optimise, per task, with their direction (from ``_metrics``).
-METRICS: dict[str, dict[str, str]] = {
-    task: {name: m.direction for name, m in table.items()} for task, table in _METRIC_TABLE.items()
-}
 DEFAULT_METRIC = {"binary": "roc_auc", "multiclass": "f1_macro", "regression": "rmse"}
 
 _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
-_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
-_DATASET_REF = re.compile(r"(?P<name>[A-Za-z0-9_][A-Za-z0-9_.\-]*)(@(?P<version>\d+|latest))?")
+_DATASET_REF = re.compile(r"(?P<name>[^@]+)(@(?P<version>\d+|latest))?")
 
 
 class _Spec(BaseModel):
@@ -140,7 +132,7 @@ class CategoricalParam(_Param):
 
 
 ParamSpec = Annotated[Union[IntParam, FloatParam, CategoricalParam], Field(discriminator="type")]
-_PARAM_TAGS = {"int", "float", "categorical"}
+PARAM_TYPES = {"int", "float", "categorical"}
 
 
 def _is_scalar(value: Any) -> bool:
@@ -182,8 +174,8 @@ class DatasetRef(_Spec):
     def _check(self) -> DatasetRef:
         if self.name is None and self.source is None:
             raise ValueError("give a dataset name (adult@3) or a source to ingest")
-        if self.name is not None and not _NAME.fullmatch(self.name):
-            raise ValueError(f"{self.name!r} is not a dataset name (letters, digits, _ . -)")
+        if self.name is not None and not is_name(self.name):
+            raise ValueError(f"{self.name!r} is not a dataset name ({NAME_HINT})")
         if self.source is not None and self.version is not None:
             raise ValueError("a source is ingested as a new version: give no version with it")
         if isinstance(self.version, int) and self.version < 1:
@@ -277,8 +269,8 @@ class CandidateSpec(_Spec):
     @field_validator("name")
     @classmethod
     def _name(cls, name: str) -> str:
-        if not _NAME.fullmatch(name):
-            raise ValueError(f"{name!r} is not a candidate name (letters, digits, _ . -)")
+        if not is_name(name):
+            raise ValueError(f"{name!r} is not a candidate name ({NAME_HINT})")
         return name
 
     @field_validator("estimator")
@@ -360,7 +352,12 @@ class CostSpec(_Spec):
 
 
 class ProjectSpec(_Spec):
-    """A whole ``shipyard.yaml`` (the sections training reads)."""
+    """The sections of ``shipyard.yaml`` that training reads.
+
+    :class:`shipyard.project.Project` extends it with the other stages'
+    sections (``gates``, ``deploy``); load a file with
+    :func:`shipyard.project.load_project`.
+    """
 
     name: str | None = None
     dataset: DatasetRef
@@ -370,41 +367,6 @@ class ProjectSpec(_Spec):
     seed: int = Field(0, ge=0, lt=2**32)
     train: TrainSpec
     cost: CostSpec = CostSpec()
-    #: Promotion gates (a ``shipyard.evaluate.GatePolicy``), checked by
-    #: ``shipyard promote``; validated here so a bad policy fails at load time.
-    gates: Any = None
-
-    @field_validator("gates", mode="before")
-    @classmethod
-    def _gates(cls, value: Any) -> Any:
-        if value is None:
-            return None
-        # Imported here: evaluation is a later stage than training.
-        from shipyard.errors import ConfigError as _ConfigError
-        from shipyard.evaluate._gates import load_policy
-
-        try:
-            return load_policy(value, source="gates")
-        except _ConfigError as exc:
-            raise ValueError(exc.message.split(": ", 1)[-1]) from None
-
-    #: How servers route each model (``{name: shipyard.serve.Deployment}``),
-    #: stored by ``shipyard deploy NAME --from shipyard.yaml``.
-    deploy: Any = None
-
-    @field_validator("deploy", mode="before")
-    @classmethod
-    def _deploy(cls, value: Any) -> Any:
-        if value is None:
-            return None
-        from shipyard.errors import ConfigError as _ConfigError
-        from shipyard.serve._rollout import load_deployments
-
-        try:
-            return load_deployments(value, source="deploy")
-        except _ConfigError as exc:
-            raise ValueError(exc.message.split(": ", 1)[-1]) from None
-
     @model_validator(mode="before")
     @classmethod
     def _default_split(cls, data: Any) -> Any:
@@ -434,10 +396,10 @@ class ProjectSpec(_Spec):
         if search.metric is not None and search.metric not in known:
             raise ValueError(f"train.search.metric {search.metric!r} is not a {self.task} "
                              f"metric; expected one of {', '.join(known)}"
-                             + _did_you_mean(search.metric, known))
+                             + did_you_mean(search.metric, known))
         metric = self.metric
-        if search.direction is not None and search.direction != known[metric]:
-            raise ValueError(f"train.search.direction: {metric} is to {known[metric]}, "
+        if search.direction is not None and search.direction != known[metric].direction:
+            raise ValueError(f"train.search.direction: {metric} is to {known[metric].direction}, "
                              f"not {search.direction}")
         return self
 
@@ -449,7 +411,7 @@ class ProjectSpec(_Spec):
     @property
     def direction(self) -> str:
         """``maximize`` or ``minimize``, from the metric."""
-        return METRICS[self.task][self.metric]
+        return METRICS[self.task][self.metric].direction
 
     def training_features(self, columns: list[str]) -> list[str]:
         """The columns the model trains on, given the dataset's ``columns``.
@@ -468,7 +430,7 @@ class ProjectSpec(_Spec):
         if missing:
             raise ConfigError(
                 f"column {missing[0]!r} named in the project file is not in the dataset"
-                + _did_you_mean(missing[0], columns),
+                + did_you_mean(missing[0], columns),
                 hint=f"the dataset's columns are: {', '.join(map(str, columns))}")
         excluded = {self.target, *feats.drop}
         if not self.train.train_on_sensitive:
@@ -483,7 +445,7 @@ def _check_condition(space: dict, name: str, other: str, value: Any) -> None:
         raise ValueError(f"search_space.{name}.when refers to {name} itself")
     if other not in space:
         raise ValueError(f"search_space.{name}.when refers to {other!r}, which is not in the "
-                         "search space" + _did_you_mean(other, space))
+                         "search space" + did_you_mean(other, space))
     ref = space[other]
     if isinstance(ref, CategoricalParam):
         ok = value in ref.choices
@@ -506,11 +468,6 @@ def _check_acyclic(space: dict) -> None:
 
     for name in space:
         visit(name, (name,))
-
-
-def _did_you_mean(word: str, options: Any) -> str:
-    close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 # ------------------------------------------------------------- estimators
@@ -570,7 +527,7 @@ def validate_estimator(path: str, task: str | None = None) -> type:
     try:
         _check_estimator_path(path)
     except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+        raise ConfigError(str(exc)) from exc
     if path in ESTIMATOR_ALIASES:
         alias, path = path, ESTIMATOR_ALIASES[path][task == "regression"]
         if importlib.util.find_spec(alias.split("_")[0]) is None:
@@ -582,12 +539,12 @@ def validate_estimator(path: str, task: str | None = None) -> type:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ConfigError(f"cannot import {module_name!r} for estimator {path!r}: {exc}"
-                          + _suggest_estimator(attr)) from None
+                          + _suggest_estimator(attr)) from exc
     cls = getattr(module, attr, None)
     if cls is None:
         options = [n for n in dir(module) if not n.startswith("_")]
         raise ConfigError(f"{module_name} has no {attr!r} (estimator {path!r})"
-                          + (_did_you_mean(attr, options) or _suggest_estimator(attr)))
+                          + (did_you_mean(attr, options) or _suggest_estimator(attr)))
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 
     if not (isinstance(cls, type) and issubclass(cls, BaseEstimator)) \
@@ -631,7 +588,7 @@ _NEEDS = {("imbalance", "smote"): ("imblearn", "imbalanced-learn"),
           ("search.executor", "ray"): ("ray", "ray")}
 
 
-def _check_resolvable(spec: ProjectSpec) -> list[tuple[tuple, str]]:
+def resolvable_problems(spec: ProjectSpec) -> list[tuple[tuple, str]]:
     """Import every candidate's estimator and look for the packages the
     settings need; return ``(loc, message)`` problems."""
     problems = []
@@ -663,245 +620,9 @@ def _check_resolvable(spec: ProjectSpec) -> list[tuple[tuple, str]]:
                 if pname not in names and not kwargs:
                     problems.append(((*loc, key, pname),
                                      f"{cls.__name__} has no parameter {pname!r}"
-                                     + _did_you_mean(pname, sorted(names))))
+                                     + did_you_mean(pname, sorted(names))))
         missing = sorted(required - set(cand.params) - set(cand.search_space))
         if missing:
             problems.append(((*loc, "params"), f"{cls.__name__} needs {', '.join(missing)}, "
                              "which a project file cannot give; use a plain estimator"))
     return problems
-
-
-# ---------------------------------------------------------------- loading
-def load_project(path: str | os.PathLike, *, resolve_estimators: bool = True) -> ProjectSpec:
-    """Read and validate a project file.
-
-    Parameters
-    ----------
-    path
-        The ``shipyard.yaml`` file.
-    resolve_estimators
-        Also import every candidate's estimator class and check its
-        parameter names (imports scikit-learn; set False to check only the
-        file itself).
-
-    Returns
-    -------
-    ProjectSpec
-        The validated project; a relative dataset ``source`` is resolved
-        against the file's folder.
-
-    Raises
-    ------
-    ConfigError
-        The file is missing, is not YAML, or does not validate. The message
-        names the file, the line, the key path and what was expected, one
-        problem a line.
-    """
-    file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"project file {file} does not exist",
-                          hint="create shipyard.yaml or pass its path") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read project file {file}: {exc}") from None
-    return parse_project(text, source=str(file), base_dir=file.parent,
-                         resolve_estimators=resolve_estimators)
-
-
-def parse_project(text: str, *, source: str = "<string>", base_dir: str | os.PathLike | None = None,
-                  resolve_estimators: bool = True) -> ProjectSpec:
-    """Validate project-file YAML ``text``; ``source`` names it in errors.
-
-    See :func:`load_project`.
-    """
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{source}{where}: invalid YAML: {problem}") from None
-    if root is not None:
-        dupe = _duplicate_key(root, ())
-        if dupe is not None:
-            loc, node = dupe
-            raise ConfigError(f"{source}, line {node.start_mark.line + 1}: {_key_path(loc)}: "
-                              "this key appears twice; keep one")
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping of sections (dataset, target, task, "
-                          f"train, ...), got {_type_name(data)}")
-    if base_dir is not None:
-        data = _resolve_source(data, Path(base_dir))
-    try:
-        spec = ProjectSpec.model_validate(data)
-    except ValidationError as exc:
-        problems = [(_clean_loc(e["loc"]), _message(e)) for e in exc.errors()]
-        raise _config_error(source, root, problems) from None
-    if resolve_estimators:
-        problems = _check_resolvable(spec)
-        if problems:
-            raise _config_error(source, root, problems)
-    return spec
-
-
-def _resolve_source(data: dict, base: Path) -> dict:
-    ds = data.get("dataset")
-    if isinstance(ds, dict) and isinstance(ds.get("source"), str):
-        src = ds["source"]
-        if "://" not in src and not os.path.isabs(src):
-            data = {**data, "dataset": {**ds, "source": str((base / src).resolve())}}
-    return data
-
-
-def _config_error(source: str, root: Any, problems: list[tuple[tuple, str]]) -> ConfigError:
-    lines = []
-    for loc, message in problems:
-        line = _line_of(root, loc)
-        where = f"{source}, line {line}" if line else source
-        lines.append(f"{where}: {_key_path(loc) or '(top level)'}: {message}")
-    head = lines[0] if len(lines) == 1 else \
-        f"{source}: {len(lines)} problems\n" + "\n".join(f"  - {line}" for line in lines)
-    return ConfigError(head)
-
-
-def _clean_loc(loc: tuple) -> tuple:
-    """Drop pydantic's union tags (``lr.float.low`` → ``lr.low``)."""
-    out: list = []
-    for i, part in enumerate(loc):
-        if (part in _PARAM_TAGS and i >= 2 and loc[i - 2] == "search_space") or part == "[key]":
-            continue
-        out.append(part)
-    return tuple(out)
-
-
-def _key_path(loc: tuple) -> str:
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
-
-
-def _type_name(value: Any) -> str:
-    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean",
-            int: "an integer", float: "a number", type(None): "nothing"}.get(
-        type(value), type(value).__name__)
-
-
-def _message(error: dict) -> str:
-    kind, loc, value = error["type"], error["loc"], error.get("input")
-    if kind == "extra_forbidden":
-        allowed = _fields_at(loc[:-1])
-        hint = _did_you_mean(loc[-1], allowed) if allowed else ""
-        known = f" (expected one of: {', '.join(allowed)})" if allowed and not hint else ""
-        return f"unknown key {loc[-1]!r}{hint}{known}"
-    if kind == "missing":
-        return "this key is required"
-    if kind == "union_tag_not_found":
-        return "a search-space parameter needs a type: int, float or categorical"
-    if kind == "union_tag_invalid":
-        return f"expected type: int, float or categorical, got {value.get('type')!r}"
-    if kind in ("dict_type", "model_type", "model_attributes_type"):
-        return f"expected a mapping (key: value), got {_type_name(value)} {value!r}"
-    if kind == "list_type":
-        return f"expected a list, got {_type_name(value)} {value!r}"
-    if loc and loc[-1] == "[key]":
-        return f"keys must be strings, got {_type_name(value)} {value!r}"
-    if kind == "literal_error":
-        return f"expected {error['ctx']['expected']}, got {value!r}"
-    msg = error["msg"]
-    if msg.startswith("Value error, "):
-        return msg[len("Value error, "):]
-    if kind.endswith("_type") or kind.endswith("_parsing"):
-        return f"{msg[0].lower()}{msg[1:]}, got {_type_name(value)} {value!r}"
-    return f"{msg[0].lower()}{msg[1:]}, got {value!r}"
-
-
-def _fields_at(loc: tuple) -> list[str]:
-    """The field names the spec allows at ``loc`` (for did-you-mean)."""
-    tp: Any = ProjectSpec
-    for part in loc:
-        tp = _step(tp, part)
-        if tp is None:
-            return []
-    tp = _unwrap(tp)
-    if isinstance(tp, type) and issubclass(tp, BaseModel):
-        return list(tp.model_fields)
-    if typing.get_origin(tp) is Union:  # a search-space parameter of unknown type
-        return sorted({f for a in typing.get_args(tp) for f in _fields_at_model(a)})
-    return []
-
-
-def _fields_at_model(tp: Any) -> list[str]:
-    return list(tp.model_fields) if isinstance(tp, type) and issubclass(tp, BaseModel) else []
-
-
-def _step(tp: Any, part: Any) -> Any:
-    tp = _unwrap(tp)
-    if isinstance(tp, type) and issubclass(tp, BaseModel):
-        field = tp.model_fields.get(part)
-        return field.annotation if field else None
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin is list and isinstance(part, int):
-        return args[0]
-    if origin is dict:
-        return args[1]
-    if origin is Union:  # a search-space parameter: pydantic names the member by its tag
-        for arg in args:
-            field = getattr(arg, "model_fields", {}).get("type")
-            if field is not None and typing.get_args(field.annotation) == (part,):
-                return arg
-    return None
-
-
-def _unwrap(tp: Any) -> Any:
-    while True:
-        origin = typing.get_origin(tp)
-        if origin is Annotated:
-            tp = typing.get_args(tp)[0]
-        elif origin is Union:
-            args = [a for a in typing.get_args(tp) if a is not type(None)]
-            if len(args) != 1:
-                return tp
-            tp = args[0]
-        else:
-            return tp
-
-
-def _duplicate_key(node: Any, loc: tuple) -> tuple[tuple, Any] | None:
-    if isinstance(node, yaml.MappingNode):
-        seen = set()
-        for key, value in node.value:
-            name = getattr(key, "value", None)
-            if name in seen:
-                return (*loc, name), key
-            seen.add(name)
-            found = _duplicate_key(value, (*loc, name))
-            if found:
-                return found
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            found = _duplicate_key(item, (*loc, i))
-            if found:
-                return found
-    return None
-
-
-def _line_of(root: Any, loc: tuple) -> int | None:
-    """1-based line of the deepest YAML node on ``loc``."""
-    node, line = root, None
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            match = next(((k, v) for k, v in node.value if k.value == str(part)), None)
-            if match is None:
-                break
-            line = match[0].start_mark.line + 1
-            node = match[1]
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) \
-                and part < len(node.value):
-            node = node.value[part]
-            line = node.start_mark.line + 1
-        else:
-            break
-    return line

@@ -180,7 +180,7 @@ def cv_folds(frame: pd.DataFrame, target: str, spec: SplitSpec,
     try:
         folds = list(splitter.split(np.zeros(len(rows)), y, groups))
     except ValueError as exc:
-        raise DataError(f"cannot make {k} {spec.kind} folds: {exc}") from None
+        raise DataError(f"cannot make {k} {spec.kind} folds: {exc}") from exc
     return [(np.sort(rows[fit]), np.sort(rows[ev])) for fit, ev in folds]
 
 
@@ -244,7 +244,7 @@ def _stratified(y: np.ndarray, n_test: int, n_val: int, seed: int) -> tuple:
     except ValueError as exc:
         raise DataError(f"cannot stratify {len(y)} rows of {len(classes)} classes: {exc}",
                         hint="raise test_size/validation_size to at least one row per class, "
-                        "or use a random split") from None
+                        "or use a random split") from exc
     return rest[fit], rest[val], test
 
 
@@ -280,7 +280,7 @@ def _grouped(groups: np.ndarray, spec: SplitSpec, seed: int) -> tuple:
                         .split(rest, groups=groups[rest]))
     except ValueError as exc:
         raise DataError(f"cannot split {n_groups} groups of {spec.group_column!r}: {exc}",
-                        hint="use larger fractions or a random split") from None
+                        hint="use larger fractions or a random split") from exc
     return rest[fit], rest[val], test
 
 
@@ -290,11 +290,11 @@ def _times(frame: pd.DataFrame, column: str) -> np.ndarray:
             or pd.api.types.is_timedelta64_dtype(values)) or pd.api.types.is_bool_dtype(values):
         try:
             values = pd.to_datetime(values, format="ISO8601")
-        except (ValueError, TypeError):
+        except (ValueError, TypeError) as exc:
             raise DataError(f"time_column {column!r} ({values.dtype}) holds neither numbers "
                             "nor dates, so its rows cannot be ordered",
                             hint="give a datetime or numeric column, or ISO 8601 strings"
-                            ) from None
+                            ) from exc
     if values.isna().any():
         raise DataError(f"time_column {column!r} has {int(values.isna().sum())} missing values",
                         hint="drop those rows or fill them")

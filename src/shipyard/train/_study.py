@@ -10,23 +10,31 @@ was interrupted and resumed between batches.
 
 Each trial is a nested tracked run of the study run, logged here (never by
 workers): params, each fold's score as a metric step, the mean score, its
-cost, and its Optuna state.
+cost, and its Optuna state. The study run and its trials record the
+coordinator's process, so that runs a killed coordinator left ``RUNNING`` are
+ended ``KILLED`` when a search starts again (see
+:meth:`~shipyard.tracking.Runs.reap_orphans`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from shipyard.errors import ShipyardError
+from shipyard.tracking import process_tags
 from shipyard.train._cost import CostModel
 from shipyard.train._executors import Executor
 from shipyard.train._spec import CandidateSpec, ProjectSpec
 from shipyard.train._trial import HistoryEntry, TrialTask
+
+log = logging.getLogger("shipyard.train")
 
 INTERRUPTED = "interrupted"
 #: ``progress(candidate, finished, total)`` after each told trial.
@@ -130,11 +138,25 @@ def search_candidate(study: Any, spec: ProjectSpec, candidate: CandidateSpec,
     the study. A trial whose estimator raised counts as finished (FAIL).
 
     Stops early at ``deadline`` (a ``time.monotonic()`` value), between batches.
+
+    First, runs of this host whose process is gone (a coordinator killed
+    before it could end them) are ended ``KILLED``.
     """
     from optuna.trial import TrialState
 
     from shipyard.train._space import grid_of, make_sampler, suggest
 
+    this_process = process_tags()
+    study_run.set_tags(this_process)
+    try:
+        reaped = [c.run_id[:8] for c in study_run.runs.reap_orphans() if c.killed]
+    except ShipyardError as exc:  # housekeeping: never the reason a training fails
+        log.warning("shipyard: could not look for runs orphaned by a killed process: %s", exc)
+        reaped = []
+    if reaped:
+        more = f" and {len(reaped) - 5} more" if len(reaped) > 5 else ""
+        log.warning("shipyard: marked KILLED %d run(s) left RUNNING by a process that is "
+                    "gone: %s%s", len(reaped), ", ".join(reaped[:5]), more)
     search = spec.train.search
     n_trials = search.n_trials
     if search.kind == "grid":
@@ -165,7 +187,7 @@ def search_candidate(study: Any, spec: ProjectSpec, candidate: CandidateSpec,
             params={"candidate": candidate.name, "estimator": candidate.estimator,
                     **candidate.params, **values},
             tags={"optuna.study": study.study_name, "optuna.trial": trial.number,
-                  "candidate": candidate.name})
+                  "candidate": candidate.name, **this_process})
             for trial, values in zip(batch, sampled, strict=True)]
         try:
             results = executor.run(tasks)

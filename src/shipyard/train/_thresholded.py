@@ -8,16 +8,23 @@ stages to its left.
 
 from __future__ import annotations
 
+import copy
 import json
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.validation import check_is_fitted
 
 from shipyard.errors import ArtifactError, DataError
 from shipyard.train._artifacts import _versions
 
 if TYPE_CHECKING:
+    from sklearn.utils import Tags
+
     from shipyard.store import ArtifactStore
     from shipyard.train import ModelArtifact
 
@@ -25,7 +32,7 @@ FORMAT = "thresholded"
 
 
 # --------------------------------------------------------------- the model
-class ThresholdedModel:
+class ThresholdedModel(ClassifierMixin, BaseEstimator):
     """A binary classifier whose positive-class score is thresholded per
     group of a sensitive column, with randomized mixing between two
     thresholds (a frozen fairlearn ``ThresholdOptimizer``).
@@ -33,6 +40,12 @@ class ThresholdedModel:
     ``predict_proba`` gives each row's probability of a positive prediction;
     ``predict`` draws it with a uniform number hashed from the row's content,
     so the same row always gets the same label, in any batch.
+
+    The model is frozen: the thresholds are parameters, fitted by
+    :func:`shipyard.evaluate.mitigate` to the scores of ``base``, which must
+    already be fitted. It predicts as constructed; :meth:`fit` learns nothing
+    and ``clone`` keeps (a copy of) the fitted base, since the thresholds mean
+    nothing for another one.
 
     Parameters
     ----------
@@ -51,31 +64,95 @@ class ThresholdedModel:
         The base model's artifact digest (kept for saving and lineage).
     seed
         Salt of the row hash.
+
+    Attributes
+    ----------
+    classes_ : ndarray
+        ``classes`` as an array.
+
+    >>> from sklearn.dummy import DummyClassifier
+    >>> X = pd.DataFrame({"x": [0.0, 1.0], "g": ["a", "b"]})
+    >>> base = DummyClassifier(strategy="prior").fit(X[["x"]], [0, 1])
+    >>> always = {"p0": 1.0, "op0": [">", -1.0], "p1": 0.0, "op1": [">", -1.0]}
+    >>> never = {"p0": 1.0, "op0": [">", 2.0], "p1": 0.0, "op1": [">", 2.0]}
+    >>> model = ThresholdedModel(base, sensitive="g", features=["x"], classes=[0, 1],
+    ...                          groups={"a": always, "b": never})
+    >>> model.predict(X).tolist()
+    [1, 0]
     """
 
-    def __init__(self, base: Any, *, sensitive: str, features: list[str], classes: Any,
+    def __init__(self, base: Any, *, sensitive: str, features: Sequence[str], classes: Any,
                  groups: dict[str, dict[str, Any]], base_digest: str | None = None,
                  seed: int = 0):
         self.base = base
         self.sensitive = sensitive
-        self.features = list(features)
-        self.classes_ = np.asarray(classes)
+        self.features = features
+        self.classes = classes
         self.groups = groups
         self.base_digest = base_digest
         self.seed = seed
 
-    def __repr__(self) -> str:
-        return (f"ThresholdedModel(sensitive={self.sensitive!r}, groups={sorted(self.groups)}, "
-                f"base={self.base_digest[:12] if self.base_digest else type(self.base).__name__})")
+    @property
+    def classes_(self) -> np.ndarray:
+        return np.asarray(self.classes)
+
+    def fit(self, X: pd.DataFrame, y: Any) -> ThresholdedModel:
+        """Check that ``X, y`` suit the model and return it unchanged.
+
+        Nothing is learnt: the thresholds are parameters fitted to the
+        scores of ``base`` (see :func:`shipyard.evaluate.mitigate`), and
+        refitting ``base`` would leave them meaningless. ``fit`` exists so
+        that the frozen model honours the scikit-learn contract (for
+        example as the last step of a pipeline).
+
+        Raises
+        ------
+        DataError
+            ``X`` is not a DataFrame with the features and the sensitive
+            column, holds an unknown group, or ``y`` holds labels outside
+            ``classes`` or does not have one value per row.
+        sklearn.exceptions.NotFittedError
+            ``base`` is not fitted.
+        """
+        check_is_fitted(self)
+        features, _ = self._columns(X)
+        y = np.asarray(y)
+        if y.ndim != 1 or len(y) != len(features):
+            raise DataError(f"y must be 1-D with one label per row of X; got shape {y.shape} "
+                            f"for {len(features)} rows")
+        unknown = set(pd.unique(y)) - set(self.classes_.tolist())
+        if unknown:
+            raise DataError(f"y holds labels {sorted(map(str, unknown))[:5]} that the model "
+                            f"does not predict (its classes: {self.classes_.tolist()})")
+        return self
 
     def __sklearn_is_fitted__(self) -> bool:
+        # The thresholds are given; the model is as fitted as its base.
+        try:
+            check_is_fitted(self.base)
+        except NotFittedError:
+            return False
+        except TypeError:  # a bare predictor, not an estimator: nothing to fit
+            pass
         return True
+
+    def __sklearn_clone__(self) -> ThresholdedModel:
+        # sklearn's clone would unfit the base, and the thresholds were fitted
+        # to that base's scores: copy it, fitted, instead.
+        return type(self)(**copy.deepcopy(self.get_params(deep=False)))
+
+    def __sklearn_tags__(self) -> Tags:
+        tags = super().__sklearn_tags__()
+        tags.requires_fit = False  # frozen: it predicts as constructed
+        tags.classifier_tags.multi_class = False
+        return tags
 
     def _columns(self, X: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
         if not isinstance(X, pd.DataFrame):
             raise DataError("a ThresholdedModel predicts on a DataFrame (it needs column "
                             f"{self.sensitive!r})")
-        missing = [c for c in (*self.features, self.sensitive) if c not in X.columns]
+        features = list(self.features)
+        missing = [c for c in (*features, self.sensitive) if c not in X.columns]
         if missing:
             raise DataError(f"the thresholded model needs column(s) "
                             f"{', '.join(map(repr, missing))}",
@@ -88,7 +165,7 @@ class ThresholdedModel:
                             f"the thresholds were not fitted for (known: "
                             f"{', '.join(sorted(self.groups))})",
                             hint="mitigate again on data that includes every group")
-        return X[self.features], keys
+        return X[features], keys
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """``(n, 2)``: the probability of each class, in ``classes_`` order."""
@@ -109,7 +186,7 @@ class ThresholdedModel:
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """Labels drawn from :meth:`predict_proba` with a per-row hash."""
         positive = self.predict_proba(X)[:, 1]
-        cols = [*dict.fromkeys([*self.features, self.sensitive])]
+        cols = [*dict.fromkeys([*list(self.features), self.sensitive])]
         hashed = pd.util.hash_pandas_object(X[cols], index=False,
                                             hash_key=f"{self.seed:016d}"[-16:]).to_numpy()
         uniform = (hashed >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
@@ -125,7 +202,7 @@ class ThresholdedModel:
             raise ArtifactError("a ThresholdedModel is saved by reference to its base model: "
                                 "set base_digest to the base's artifact digest")
         base = ModelArtifact.read(store, self.base_digest)
-        config = {"sensitive": self.sensitive, "features": self.features,
+        config = {"sensitive": self.sensitive, "features": list(self.features),
                   "classes": {"dtype": self.classes_.dtype.str if self.classes_.dtype != object
                               else "object", "values": self.classes_.tolist()},
                   "groups": self.groups, "seed": self.seed}
@@ -153,7 +230,7 @@ class ThresholdedModel:
             classes = config["classes"]
             dtype = classes.get("dtype", "object")
             groups = {str(k): _check_group(v) for k, v in config["groups"].items()}
-            return cls(load_model(store, artifact.parts["base"]),
+            return cls(base=load_model(store, artifact.parts["base"]),
                        sensitive=str(config["sensitive"]),
                        features=[str(c) for c in config["features"]],
                        classes=np.asarray(classes["values"],
@@ -162,7 +239,7 @@ class ThresholdedModel:
                        seed=int(config.get("seed", 0)))
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise ArtifactError(f"model {artifact.digest}: malformed thresholds: {exc}"
-                                ) from None
+                                ) from exc
 
 
 def _apply(op: list, scores: np.ndarray) -> np.ndarray:

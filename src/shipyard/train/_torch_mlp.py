@@ -12,13 +12,17 @@ torch is imported inside the methods, so importing this module stays cheap.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+
+if TYPE_CHECKING:
+    from sklearn.utils import Tags
 
 class _TorchMLP(BaseEstimator):
     """Shared fitting loop; see :class:`TorchMLPClassifier`."""
@@ -76,19 +80,27 @@ class _TorchMLP(BaseEstimator):
                 raise ValueError(f"{type(self).__name__}: {message}")
         return [int(s) for s in sizes]
 
+    def __sklearn_tags__(self) -> Tags:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True  # densified: one-hot and TF-IDF output is sparse
+        return tags
+
     def fit(self, X: Any, y: Any) -> _TorchMLP:
         """Train with early stopping on a held-out part of ``X, y``."""
         import torch
 
         sizes = self._check_params()
-        X = _as_float32(X)
+        X = _dense(validate_data(self, X, accept_sparse=True, dtype=np.float32,
+                                 ensure_min_samples=2))
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target "
+                             "y is None")
         y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
         if y.ndim != 1 or len(y) != len(X):
             raise ValueError(f"y must be 1-D with one value per row of X; got shape {y.shape} "
                              f"for {len(X)} rows")
-        if len(X) < 2:
-            raise ValueError("need at least 2 rows to train")
-        self.n_features_in_ = X.shape[1]
         target = self._targets(y)
         train_idx, val_idx = self._split(y)
         with _torch_state(self.num_threads, self.seed):
@@ -157,10 +169,8 @@ class _TorchMLP(BaseEstimator):
         import torch
 
         check_is_fitted(self, "module_")
-        X = _as_float32(X)
-        if X.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} "
-                             f"was fitted with {self.n_features_in_}")
+        X = _dense(validate_data(self, X, reset=False, accept_sparse=True, dtype=np.float32,
+                                 ensure_min_samples=0))
         outs = []
         with _torch_state(self.num_threads, None), torch.no_grad():
             self.module_.eval()
@@ -188,8 +198,9 @@ class TorchMLPClassifier(ClassifierMixin, _TorchMLP):
         Part of the rows held out for early stopping (stratified); 0 trains
         on all rows and stops on the training loss.
     class_weight
-        ``None`` or ``"balanced"`` (weights inversely proportional to class
-        frequency).
+        ``None``, ``"balanced"`` (weights inversely proportional to class
+        frequency in the training rows), or ``{class: weight}`` (classes not
+        listed weigh 1).
     seed
         Seeds initial weights, shuffling, dropout and the validation split.
     num_threads
@@ -215,7 +226,7 @@ class TorchMLPClassifier(ClassifierMixin, _TorchMLP):
         max_epochs: int = 100,
         patience: int = 10,
         validation_fraction: float = 0.1,
-        class_weight: str | None = None,
+        class_weight: str | Mapping[Any, float] | None = None,
         seed: int = 0,
         num_threads: int = 1,
     ):
@@ -227,8 +238,11 @@ class TorchMLPClassifier(ClassifierMixin, _TorchMLP):
         self.class_weight = class_weight
 
     def _targets(self, y: np.ndarray) -> np.ndarray:
-        if self.class_weight not in (None, "balanced"):
-            raise ValueError(f"class_weight must be None or 'balanced', got {self.class_weight!r}")
+        if not (self.class_weight is None or isinstance(self.class_weight, Mapping)
+                or self.class_weight == "balanced"):
+            raise ValueError(f"class_weight must be None or 'balanced', or a dict "
+                             f"{{class: weight}}, got {self.class_weight!r}")
+        check_classification_targets(y)
         self.classes_, encoded = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
             raise ValueError(f"need at least 2 classes to train a classifier, got "
@@ -244,6 +258,12 @@ class TorchMLPClassifier(ClassifierMixin, _TorchMLP):
             counts = np.bincount(y, minlength=len(self.classes_)).astype(np.float64)
             counts[counts == 0] = 1.0
             weight = torch.tensor(len(y) / (len(self.classes_) * counts), dtype=torch.float32)
+        elif isinstance(self.class_weight, Mapping):
+            from sklearn.utils.class_weight import compute_class_weight
+
+            weight = torch.tensor(compute_class_weight(dict(self.class_weight),
+                                                       classes=self.classes_, y=self.classes_),
+                                  dtype=torch.float32)
         return torch.nn.CrossEntropyLoss(weight=weight)
 
     def predict_proba(self, X: Any) -> np.ndarray:
@@ -300,16 +320,11 @@ def build_module(estimator: _TorchMLP, n_features_in: int, n_outputs: int) -> An
                   estimator.dropout)
 
 
-def _as_float32(X: Any) -> np.ndarray:
+def _dense(X: Any) -> np.ndarray:
+    """Validated ``X`` as a C-ordered float32 array."""
     if hasattr(X, "toarray"):  # scipy sparse, e.g. one-hot or TF-IDF output
         X = X.toarray()
-    X = np.asarray(X, dtype=np.float32)
-    if X.ndim != 2:
-        raise ValueError(f"X must be 2-D, got shape {X.shape}")
-    if not np.isfinite(X).all():
-        raise ValueError("X contains NaN or infinite values; impute them first "
-                         "(build_preprocessor does)")
-    return np.ascontiguousarray(X)
+    return np.ascontiguousarray(X, dtype=np.float32)
 
 
 @contextmanager

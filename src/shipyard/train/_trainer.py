@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from shipyard.errors import ConfigError, DataError, TrainingError
+from shipyard.tracking import process_tags
 from shipyard.train._cost import CostModel
 from shipyard.train._spec import ProjectSpec
 from shipyard.train._study import CandidateResult, Progress
@@ -152,9 +152,14 @@ def train(ws: Workspace, spec: ProjectSpec, *, progress: Progress | None = None,
                 experiment, name="study", seed=spec.seed, inputs=[version],
                 params=flat_params(spec),
                 tags={"kind": "study", "dataset.ref": version.ref,
+                      "dataset.content_hash": version.content_hash,
                       "split.digest": prepared.split.digest, "executor": search.executor,
-                      "n_jobs": search.n_jobs, "metric": spec.metric}) as study_run:
-            study_run.log_dict("spec.json", spec_record(spec, version.ref))
+                      "n_jobs": search.n_jobs, "metric": spec.metric,
+                      **process_tags()}) as study_run:
+            # Exactly as run, key order included: the order of a search space
+            # is the order Optuna draws in, so a sorted copy would not reproduce.
+            study_run.log_text("spec.json", json.dumps(spec_record(spec, version.ref),
+                                                       indent=2, ensure_ascii=False))
             study_run.log_dict("split.json", prepared.split.describe())
             storage = storage_for(ws.db.url)
             results: list[CandidateResult] = []
@@ -202,17 +207,26 @@ def train(ws: Workspace, spec: ProjectSpec, *, progress: Progress | None = None,
         cost=cost.metrics(total_cpu))
 
 
-def train_project(ws: Workspace, path: str | os.PathLike, *, console: Any = None,
+def train_project(ws: Workspace, spec: ProjectSpec, *, console: Any = None,
                   **kwargs: Any) -> TrainResult:
-    """Load ``shipyard.yaml`` at ``path`` and :func:`train` it; with a Rich
-    ``console``, show a progress bar per candidate and print the results.
+    """:func:`train` a validated project; with a Rich ``console``, show a
+    progress bar per candidate and print the results.
 
-    >>> result = train_project(ws, "examples/adult/shipyard.yaml")   # doctest: +SKIP
-    >>> result.leaderboard                                           # doctest: +SKIP
+    Load the project file with :func:`shipyard.project.load_project`, or
+    call ``ws.train("shipyard.yaml")``, which does both.
+
+    Example (needs a workspace with data and a model)::
+
+        from shipyard.project import load_project
+        result = train_project(ws, load_project("examples/adult/shipyard.yaml"))
+        result.leaderboard
+
     """
-    from shipyard.train._spec import load_project
-
-    spec = load_project(path)
+    if not isinstance(spec, ProjectSpec):
+        raise ConfigError(f"train_project takes a validated project, not "
+                          f"{type(spec).__name__}",
+                          hint="load the file first: shipyard.project.load_project(path), "
+                               "or call ws.train(path)")
     if console is None:
         return train(ws, spec, **kwargs)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
@@ -389,9 +403,9 @@ def _override(spec: ProjectSpec, **changes: Any) -> ProjectSpec:
     if changes.get("executor") == "local":
         data["train"]["search"]["address"] = None
     try:
-        return ProjectSpec.model_validate(data)
-    except Exception as exc:
-        raise ConfigError(f"invalid search override {changes}: {exc}") from None
+        return type(spec).model_validate(data)
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        raise ConfigError(f"invalid search override {changes}: {exc}") from exc
 
 
 def _resolve_dataset(ws: Workspace, spec: ProjectSpec) -> Any:
@@ -441,7 +455,7 @@ def _check_estimator(cand: Any, task: str) -> None:
     try:
         validate_estimator(cand.estimator, task)
     except ConfigError as exc:
-        raise ConfigError(f"candidate {cand.name!r}: {exc.message}", hint=exc.hint) from None
+        raise ConfigError(f"candidate {cand.name!r}: {exc.message}", hint=exc.hint) from exc
 
 
 def _best(results: list[CandidateResult], direction: str) -> CandidateResult | None:
@@ -480,8 +494,10 @@ def flat_params(spec: ProjectSpec) -> dict[str, str]:
 
 
 def spec_record(spec: ProjectSpec, dataset_ref: str) -> dict[str, Any]:
-    """The spec as JSON, with the dataset pinned to the version trained on."""
-    data = spec.model_dump(mode="json")
+    """The training sections of the spec as JSON (the other stages' sections
+    of a :class:`shipyard.project.Project` are left out), with the dataset
+    pinned to the version trained on."""
+    data = spec.model_dump(mode="json", include=set(ProjectSpec.model_fields))
     data["dataset"] = {"name": dataset_ref.split("@")[0],
                        "version": int(dataset_ref.split("@")[1]), "source": None}
     return data

@@ -25,10 +25,23 @@ def alembic_config():
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Run Alembic's upgrade to ``revision`` in one transaction that holds the
+    writer lock from its first statement.
+
+    Alembic reads the current revision inside that transaction, so of several
+    processes opening a fresh database at once, one migrates and the others,
+    once it commits, find the schema at ``revision`` and do nothing. Left to
+    itself Alembic would commit each SQLite migration on its own (SQLite is not
+    flagged as having transactional DDL), letting a second opener start from a
+    revision the first had already moved past.
+    """
     from alembic import command
 
+    from shipyard.store._db import MIGRATION_LOCK, Database
+
     cfg = alembic_config()
-    with engine.connect() as conn:
+    # engine is the write engine: on SQLite its transactions begin IMMEDIATE.
+    with engine.connect() as conn, conn.begin():
+        Database.lock(conn, MIGRATION_LOCK)
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
-        conn.commit()

@@ -1,10 +1,9 @@
 """Alembic environment: runs on the connection handed over by ``upgrade``."""
 
 from alembic import context
-from sqlalchemy import text
 
-from shipyard.store._models import Base
 from shipyard.store.migrations import VERSION_TABLE
+from shipyard.store.tables import Base
 
 connection = context.config.attributes["connection"]
 context.configure(
@@ -16,8 +15,6 @@ context.configure(
     # and runs its own Alembic migrations with that table name.
     version_table=VERSION_TABLE,
 )
+# ``upgrade`` has begun the transaction and taken the lock; Alembic joins it.
 with context.begin_transaction():
-    if connection.dialect.name == "postgresql":
-        # Serialise concurrent openers: the second waits, then sees the new head.
-        connection.execute(text("SELECT pg_advisory_xact_lock(7263513)"))
     context.run_migrations()

@@ -7,6 +7,10 @@ from typing import Any
 import orjson
 from starlette.responses import JSONResponse
 
+from shipyard.errors import ServeError
+
+__all__ = ["FastJSONResponse", "ServeError", "error_body", "json_default"]
+
 ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
 
@@ -27,27 +31,6 @@ def json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
 
 
-class ServeError(Exception):
-    """A request the server refuses, with its HTTP status and a stable code.
-
-    Parameters
-    ----------
-    status
-        HTTP status (4xx for the client's mistakes).
-    code
-        Machine-readable: ``invalid_input``, ``invalid_json``, ``body_too_large``...
-    message
-        Names the field and the problem.
-    headers
-        Extra response headers (``Retry-After``, ``WWW-Authenticate``).
-    """
-
-    def __init__(self, status: int, code: str, message: str,
-                 headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-        self.headers = headers
-
 
 def error_body(path: str, code: str, message: str) -> dict[str, Any]:
     """The error document in the dialect of the protocol ``path`` belongs to:
@@ -61,7 +44,3 @@ def error_body(path: str, code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}}
 
 
-def shown(value: Any, limit: int = 40) -> str:
-    """A value quoted for an error message, cut to ``limit`` characters."""
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."

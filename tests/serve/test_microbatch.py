@@ -25,7 +25,7 @@ def counting(loaded):
 
 
 def loaded_model(served):
-    from shipyard.serve._models import ModelSlot
+    from shipyard.serve._slots import ModelSlot
 
     slot = ModelSlot(served[0], "toy@champion")
     slot.refresh()
@@ -33,7 +33,7 @@ def loaded_model(served):
 
 
 def test_concurrent_predictions_are_merged_and_split_back(served):
-    from shipyard.serve._batching import MicroBatcher
+    from shipyard.serve._microbatch import MicroBatcher
 
     loaded = loaded_model(served)
     frames = [toy_frame(3, seed=i).drop(columns="y") for i in range(20)]
@@ -52,7 +52,7 @@ def test_concurrent_predictions_are_merged_and_split_back(served):
 
 
 def test_a_lone_request_is_not_delayed_and_batches_respect_max_rows(served):
-    from shipyard.serve._batching import MicroBatcher
+    from shipyard.serve._microbatch import MicroBatcher
 
     loaded = loaded_model(served)
     calls = counting(loaded)
@@ -72,7 +72,7 @@ def test_a_lone_request_is_not_delayed_and_batches_respect_max_rows(served):
 
 
 def test_a_bad_request_fails_alone(served):
-    from shipyard.serve._batching import MicroBatcher
+    from shipyard.serve._microbatch import MicroBatcher
 
     loaded = loaded_model(served)
     good = toy_frame(2).drop(columns="y")
@@ -114,7 +114,7 @@ def test_the_server_merges_concurrent_requests(served):
 
 
 def test_batching_can_be_turned_off(served):
-    from shipyard.serve._batching import MicroBatcher
+    from shipyard.serve._microbatch import MicroBatcher
 
     loaded = loaded_model(served)
     calls = counting(loaded)

@@ -65,8 +65,8 @@ def score_file(ws: Workspace, ref: str, input: str | Path, output: str | Path, *
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from shipyard.serve._models import LoadedModel
-    from shipyard.serve._validation import Schema
+    from shipyard.deploy._loaded import LoadedModel
+    from shipyard.deploy._schema import Schema
 
     if chunk_rows < 1:
         raise ConfigError(f"chunk_rows must be at least 1, got {chunk_rows}")
@@ -81,7 +81,7 @@ def score_file(ws: Workspace, ref: str, input: str | Path, output: str | Path, *
     model = version.load()
     fast = None
     if onnx:
-        from shipyard.registry._onnx import load_onnx
+        from shipyard.registry import load_onnx
 
         fast = load_onnx(ws, version, classes=getattr(model, "classes_", None))
     loaded = LoadedModel(version, model, Schema.from_signature(version.signature), onnx=fast)

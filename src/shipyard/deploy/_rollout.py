@@ -35,7 +35,6 @@ audit entry naming the threshold and the figures.
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import hashlib
 import logging
@@ -50,19 +49,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from shipyard.errors import ConfigError, NotFoundError, ShipyardError
+from shipyard.errors import ConfigError, DeploymentError, NotFoundError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
 
-    import pandas as pd
-    from fastapi import Request
 
     from shipyard import Workspace
     from shipyard.security import AuditEntry
-    from shipyard.serve._inference import Serving
-    from shipyard.serve._models import LoadedModel, ModelSlot
-    from shipyard.serve._validation import Schema
+    from shipyard.deploy._loaded import LoadedModel
 
 log = logging.getLogger("shipyard.serve.rollout")
 STRATEGIES = ("single", "canary", "ab", "shadow")
@@ -71,10 +65,6 @@ SPLITTING = ("canary", "ab")
 DEFAULT_WEIGHT = 10.0
 #: Most outcomes one window keeps, whatever its duration.
 MAX_WINDOW = 100_000
-
-
-class DeploymentError(ShipyardError):
-    """A deployment is invalid or cannot be stored; nothing was changed."""
 
 
 # ------------------------------------------------------------------- spec
@@ -139,7 +129,7 @@ class Deployment(BaseModel):
                 try:
                     names[role] = parse_model_ref(ref)[0]
                 except RegistryError as exc:
-                    raise ValueError(f"{role}: {exc.message}") from None
+                    raise ValueError(f"{role}: {exc.message}") from exc
         s = self.strategy
         if s == "single":
             if self.candidate is not None:
@@ -213,7 +203,7 @@ def load_deployment(name: str, data: Deployment | Mapping[str, Any], *,
     try:
         check_model_name(name)
     except RegistryError as exc:
-        raise ConfigError(f"{source}: {exc.message}", hint=exc.hint) from None
+        raise ConfigError(f"{source}: {exc.message}", hint=exc.hint) from exc
     if isinstance(data, Deployment):
         deployment = data
     else:
@@ -224,7 +214,7 @@ def load_deployment(name: str, data: Deployment | Mapping[str, Any], *,
             deployment = Deployment.model_validate(dict(data))
         except ValidationError as exc:
             raise ConfigError(f"{source}.{name}: {_problems(exc)}",
-                              hint="see shipyard.serve.Deployment for the keys") from None
+                              hint="see shipyard.deploy.Deployment for the keys") from exc
     if deployment.model != name:
         raise ConfigError(f"{source}.{name}: primary {deployment.primary} is not a version of "
                           f"{name!r}")
@@ -266,11 +256,10 @@ class Deployments:
     """The deployments of a workspace, one per model name. Every change is
     written to the audit log in the same transaction.
 
-    Examples
-    --------
-    >>> deployments = Deployments(ws)                                  # doctest: +SKIP
-    >>> deployments.set("fraud", {"strategy": "canary", "primary": "fraud@champion",
-    ...                           "candidate": "fraud@challenger", "weight": 5})  # doctest: +SKIP
+    Reach it as ``ws.deployments``::
+
+        ws.deployments.set("fraud", {"strategy": "canary", "primary": "fraud@champion",
+                                     "candidate": "fraud@challenger", "weight": 5})
     """
 
     def __init__(self, workspace: Workspace):
@@ -292,13 +281,15 @@ class Deployments:
             A ref does not resolve in the registry, or both resolve to one version.
         """
         from shipyard.security import resolve_actor
-        from shipyard.store._models import DeploymentRow
+        from shipyard.store.tables import DeploymentRow
 
         spec = load_deployment(name, deployment)
         resolved = self._resolve(name, spec)
         actor = resolve_actor(actor)
 
         def write(session) -> DeploymentRecord:
+            # The revision is read below and bumped: one writer of this name at a time.
+            self._ws.db.lock(session, f"deployment:{name}")
             self._ws.audit.lock(session)
             row = session.get(DeploymentRow, name)
             if row is not None and row.spec == spec.to_dict():
@@ -316,7 +307,7 @@ class Deployments:
                                            "revision": row.revision, "resolved": resolved})
             return _record(row)
 
-        return self._ws.db.retry(write)
+        return self._ws.db.retry(write, what=f"set the deployment of {name}", conflicts=True)
 
     def _resolve(self, name: str, spec: Deployment) -> dict[str, int]:
         resolved = {}
@@ -330,7 +321,7 @@ class Deployments:
                 raise DeploymentError(f"deployment of {name!r}: {role} {ref} does not resolve: "
                                       f"{exc.message}",
                                       hint=f"see the versions and aliases with `shipyard models "
-                                           f"show {name}`") from None
+                                           f"show {name}`") from exc
         if resolved.get("candidate") == resolved["primary"]:
             raise DeploymentError(f"deployment of {name!r}: primary {spec.primary} and "
                                   f"candidate {spec.candidate} are both version "
@@ -354,7 +345,7 @@ class Deployments:
     def get(self, name: str) -> DeploymentRecord | None:
         """The deployment of ``name``; None when it has none (servers then
         serve the ref they were started with)."""
-        from shipyard.store._models import DeploymentRow
+        from shipyard.store.tables import DeploymentRow
 
         with self._ws.db.read() as session:
             row = session.get(DeploymentRow, name)
@@ -364,7 +355,7 @@ class Deployments:
         """Every stored deployment, by model name."""
         from sqlalchemy import select
 
-        from shipyard.store._models import DeploymentRow
+        from shipyard.store.tables import DeploymentRow
 
         with self._ws.db.read() as session:
             rows = session.execute(select(DeploymentRow).order_by(DeploymentRow.model))
@@ -375,11 +366,12 @@ class Deployments:
         """Forget ``name``'s deployment (servers go back to the ref they were
         started with). Return whether there was one."""
         from shipyard.security import resolve_actor
-        from shipyard.store._models import DeploymentRow
+        from shipyard.store.tables import DeploymentRow
 
         actor = resolve_actor(actor)
 
         def write(session) -> bool:
+            self._ws.db.lock(session, f"deployment:{name}")
             self._ws.audit.lock(session)
             row = session.get(DeploymentRow, name)
             if row is None:
@@ -390,7 +382,7 @@ class Deployments:
             session.delete(row)
             return True
 
-        return self._ws.db.retry(write)
+        return self._ws.db.retry(write, what=f"remove the deployment of {name}", conflicts=True)
 
     def rollback(self, name: str, *, revision: int, reason: str,
                  details: Mapping[str, Any] | None = None,
@@ -400,11 +392,12 @@ class Deployments:
         deployment has changed since (another server, or a person, got there first).
         """
         from shipyard.security import resolve_actor
-        from shipyard.store._models import DeploymentRow
+        from shipyard.store.tables import DeploymentRow
 
         actor = resolve_actor(actor)
 
         def write(session) -> DeploymentRecord | None:
+            self._ws.db.lock(session, f"deployment:{name}")
             self._ws.audit.lock(session)
             row = session.get(DeploymentRow, name)
             if row is None or row.revision != revision:
@@ -420,7 +413,7 @@ class Deployments:
                                            "deployment": single, "revision": row.revision})
             return _record(row)
 
-        return self._ws.db.retry(write)
+        return self._ws.db.retry(write, what=f"roll back the deployment of {name}", conflicts=True)
 
     def history(self, name: str, limit: int | None = None) -> list[AuditEntry]:
         """The audit entries of ``name``'s deployment, oldest first."""
@@ -530,102 +523,3 @@ class Routing:
 def rollback_actor() -> str:
     """Who rolls back automatically: this server process."""
     return f"shipyard-serve@{socket.gethostname()[:150]}/{os.getpid()}"
-
-
-# -------------------------------------------------------- request helpers
-def sticky_value(request: Request, key: str, body: bytes | None) -> str | None:
-    """The value of ``key``: a request header, else a JSON field of the body
-    (top level, first record, first value of a column, ``parameters``)."""
-    value = request.headers.get(key)
-    if value is not None:
-        return value
-    if not body:
-        return None
-    import orjson
-
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(data, dict):
-        return None
-    found: Any = data.get(key)
-    records, columns, params = data.get("records"), data.get("columns"), data.get("parameters")
-    if found is None and isinstance(records, list) and records and isinstance(records[0], dict):
-        found = records[0].get(key)
-    if found is None and isinstance(columns, dict) and isinstance(columns.get(key), list) \
-            and columns[key]:
-        found = columns[key][0]
-    if found is None and isinstance(params, dict):
-        found = params.get(key)
-    return None if found is None or isinstance(found, (dict, list)) else str(found)
-
-
-async def route(request: Request, slot: ModelSlot, build: Callable[[Schema], pd.DataFrame]
-                ) -> tuple[LoadedModel, Callable[[Schema], pd.DataFrame]]:
-    """Pick the version that answers ``request`` and note its role
-    (``request.state.role``): canary by request id, ab by the sticky key.
-    Return it and ``build`` adapted to it (see :meth:`ModelSlot.adapt`)."""
-    routing = slot.routing
-    key = request.state.request_id
-    if routing is not None and routing.strategy == "ab" and routing.candidate is not None:
-        sticky = routing.deployment.sticky_key
-        body = None if sticky in request.headers else await request.body()
-        key = sticky_value(request, sticky, body) or key
-    loaded = slot.pick(key)
-    request.state.role = slot.role_of(loaded)
-    return loaded, slot.adapt(loaded, build)
-
-
-_MIRRORS: set[asyncio.Task] = set()
-
-
-def mirror(request: Request, state: Serving, slot: ModelSlot, answered: LoadedModel,
-           build: Callable[[Schema], pd.DataFrame], endpoint: str) -> None:
-    """Under ``shadow``, send the request to the candidate as well, in a task
-    that runs after the response; its answer goes to the prediction log only."""
-    shadow = slot.shadow_for(answered)
-    if shadow is None:
-        return
-    task = asyncio.get_running_loop().create_task(_shadow(
-        state, shadow, slot.adapt(shadow, build), endpoint, request.state.request_id,
-        getattr(request.state, "key_id", None)))
-    _MIRRORS.add(task)  # the loop keeps only weak references to tasks
-    task.add_done_callback(_MIRRORS.discard)
-
-
-async def _shadow(state: Serving, shadow: LoadedModel, build, endpoint: str, rid: str,
-                  key_id: str | None) -> None:
-    from starlette.concurrency import run_in_threadpool
-
-    from shipyard.serve._errors import ServeError
-
-    started = time.perf_counter()
-    frame, outputs, status, error = None, None, 200, None
-    try:
-        frame = build(shadow.schema)
-        result = await run_in_threadpool(shadow.predict, frame)
-        outputs = {"predictions": result.predictions}
-        if result.probabilities is not None:
-            outputs["probabilities"] = result.probabilities
-    except ServeError as exc:
-        status, error = exc.status, exc.message
-    except (ValueError, TypeError) as exc:
-        status, error = 422, str(exc)
-    except Exception as exc:  # a failing shadow must never reach the client
-        log.exception("shadow %s failed on request %s", shadow.version.ref, rid)
-        status, error = 500, f"{type(exc).__name__}: {exc}"
-    if state.predlog is not None:
-        state.predlog.record_prediction(
-            request_id=rid, model=shadow.name, version=shadow.number, endpoint=endpoint,
-            status=status, latency_ms=(time.perf_counter() - started) * 1000, inputs=frame,
-            outputs=outputs, error=error, key_id=key_id, role="shadow")
-
-
-async def drain_mirrors(timeout: float = 10.0) -> None:
-    """Wait (at most ``timeout`` seconds) for pending shadow requests, so
-    that shutdown logs them."""
-    loop = asyncio.get_running_loop()
-    pending = [t for t in _MIRRORS if not t.done() and t.get_loop() is loop]
-    if pending:
-        await asyncio.wait(pending, timeout=timeout)

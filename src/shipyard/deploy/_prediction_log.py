@@ -32,7 +32,7 @@ from urllib.parse import quote, unquote
 
 import orjson
 
-from shipyard.serve._errors import ORJSON_OPTIONS
+ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
 if TYPE_CHECKING:
     import pandas as pd

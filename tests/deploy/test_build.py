@@ -85,7 +85,7 @@ def test_bundle_opens_as_a_workspace_and_loads_the_model(served, built):
 
 def test_refuses_a_non_empty_folder(served, built):
     from shipyard.errors import ConfigError
-    from shipyard.serve._build import build_context
+    from shipyard.deploy._build import build_context
 
     with pytest.raises(ConfigError, match="not empty"):
         build_context(served[0], "toy@champion", built)

@@ -77,10 +77,9 @@ def build_context(ws: Workspace, ref: str, out: str | Path, *, image: str | None
 def export_bundle(ws: Workspace, version, home: str | Path, *, alias: str | None = None) -> str:
     """Copy ``version`` (every blob, signature, tags) into a new workspace at
     ``home`` as version 1 of the same name; return the ref to serve there."""
-    from shipyard import Workspace as WorkspaceClass
-    from shipyard.registry._registry import DIGEST_TAG
+    from shipyard.registry import DIGEST_TAG
 
-    bundle = WorkspaceClass.open(home)
+    bundle = type(ws).open(home)
     try:
         for digest in version.blob_digests:
             bundle.artifacts.put_bytes(ws.artifacts.get_bytes(digest))

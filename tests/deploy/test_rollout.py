@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from shipyard.errors import ConfigError
-from shipyard.serve import Deployment, DeploymentError, Deployments, read_predictions
+from shipyard.deploy import Deployment, DeploymentError, Deployments, read_predictions
 
 from .conftest import COLUMNS, LiveServer, bearer, record, toy_frame
 
@@ -123,23 +123,6 @@ def test_ab_is_sticky_by_key_and_uses_both_versions(http):
                    for _ in range(3)} for user in (f"user-{i}" for i in range(40))}
     assert all(len(v) == 1 for v in seen.values()), seen
     assert {next(iter(v)) for v in seen.values()} == {1, 2}
-
-
-def test_sticky_key_is_read_from_a_header_or_the_json_body():
-    from starlette.requests import Request
-
-    from shipyard.serve._rollout import sticky_value
-
-    def request(headers=()):
-        return Request({"type": "http", "headers": [(k.encode(), v.encode())
-                                                    for k, v in headers]})
-
-    assert sticky_value(request([("x-user", "ana")]), "x-user", b"{}") == "ana"
-    assert sticky_value(request(), "user", b'{"records": [{"user": 7}]}') == "7"
-    assert sticky_value(request(), "user", b'{"columns": {"user": ["bo", "cy"]}}') == "bo"
-    assert sticky_value(request(), "user", b'{"parameters": {"user": "di"}}') == "di"
-    assert sticky_value(request(), "user", b'{"records": []}') is None
-    assert sticky_value(request(), "user", b"not json") is None
 
 
 def test_shadow_answers_with_the_primary_and_logs_both(http, rollout):
@@ -282,7 +265,7 @@ def test_setting_the_same_spec_again_changes_nothing(rollout):
 
 
 def test_deploy_section_of_shipyard_yaml(served):
-    from shipyard.train import parse_project
+    from shipyard.project import parse_project
 
     from .conftest import project
 

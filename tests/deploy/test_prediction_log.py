@@ -9,7 +9,7 @@ import httpx
 import orjson
 import pandas as pd
 
-from shipyard.serve import PredictionLog, read_feedback, read_predictions
+from shipyard.deploy import PredictionLog, read_feedback, read_predictions
 
 from .conftest import LiveServer, bearer, record
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
-    from shipyard.serve._models import LoadedModel, Prediction
+    from shipyard.deploy import LoadedModel, Prediction
 
 #: Up to this many rows a batch runs on the event loop: a thread hop costs
 #: about as much as predicting one small row. Larger ones go to a thread.
@@ -155,7 +155,7 @@ async def _settle(future: asyncio.Future, loaded: LoadedModel, frame: pd.DataFra
 
 
 def _slice(result: Any, start: int, end: int) -> Prediction:
-    from shipyard.serve._models import Prediction
+    from shipyard.deploy import Prediction
 
     proba = result.probabilities
     return Prediction(result.predictions[start:end],

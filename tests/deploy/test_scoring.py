@@ -32,7 +32,7 @@ def big_file(tmp_path_factory):
 
 
 def test_scores_a_parquet_file_like_in_memory_predictions(served, tmp_path):
-    from shipyard.serve._batch import score_file
+    from shipyard.deploy import score_file
 
     ws = served[0]
     frame = toy_frame(2_500, seed=4).drop(columns="y")
@@ -73,7 +73,7 @@ def test_memory_stays_bounded_on_a_large_file(served, big_file, tmp_path):
     script = f"""
 import json, tracemalloc
 from shipyard import Workspace
-from shipyard.serve._batch import score_file
+from shipyard.deploy import score_file
 ws = Workspace.open({str(ws.settings.home)!r})
 ws.models.load("toy@champion")            # imports and model load are not the scoring
 tracemalloc.start()
@@ -102,7 +102,7 @@ print(json.dumps({{"peak": peak, "whole": whole, "chunks": r.chunks}}))
 
 def test_clear_errors(served, tmp_path):
     from shipyard.errors import ConfigError, NotFoundError
-    from shipyard.serve._batch import score_file
+    from shipyard.deploy import score_file
 
     ws = served[0]
     with pytest.raises(NotFoundError, match="does not exist"):

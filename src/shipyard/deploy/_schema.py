@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from shipyard.serve._errors import ServeError, shown
+from shipyard.errors import ServeError
+from shipyard.names import shown
 
 #: Longest accepted string value; longer ones are refused, not truncated.
 MAX_STRING = 10_000
@@ -209,9 +210,9 @@ def _numeric(col: Column, values: list) -> np.ndarray:
                 raise invalid(_null_or_inf(col, v, i))
             try:
                 out[i] = v
-            except OverflowError:
+            except OverflowError as exc:
                 raise invalid(f"column {col.name!r}: {shown(v)} in row {i} is out of range "
-                              "for a 64-bit float") from None
+                              "for a 64-bit float") from exc
         elif v is None:
             if not col.nullable:
                 raise invalid(_null_or_inf(col, math.nan, i))
@@ -249,7 +250,7 @@ def _datetime(col: Column, values: list) -> Any:
         parsed = pd.to_datetime(pd.Series(values, dtype=object), errors="coerce",
                                 format="ISO8601", utc=True)
     except (ValueError, TypeError, OverflowError) as exc:
-        raise invalid(f"column {col.name!r}: cannot read the dates: {exc}") from None
+        raise invalid(f"column {col.name!r}: cannot read the dates: {exc}") from exc
     bad = parsed.isna() & pd.Series([v is not None for v in values])
     if bad.any():
         i = int(np.argmax(bad.to_numpy()))

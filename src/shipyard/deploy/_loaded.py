@@ -1,0 +1,125 @@
+"""A model version in memory, ready to predict: what the server, batch
+scoring and the explanation endpoint all call."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from shipyard.deploy._schema import Schema
+from shipyard.errors import ServeError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from shipyard import Workspace
+    from shipyard.registry import ModelVersion
+
+#: Rows sampled from the training data as the explanation background.
+BACKGROUND_ROWS = 100
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A model's answer for some rows: labels or values, and class
+    probabilities (in ``classes`` order) when the model gives them."""
+
+    predictions: np.ndarray
+    probabilities: np.ndarray | None
+    classes: list | None
+
+
+@dataclass(eq=False)
+class LoadedModel:
+    """One model version in memory, ready to predict. Never mutated once
+    published, except for its lazily sampled explanation background."""
+
+    version: ModelVersion
+    model: Any
+    schema: Schema
+    loaded_at: float = field(default_factory=time.time)
+    #: An :class:`~shipyard.registry._onnx.OnnxPredictor` when the version has
+    #: a verified ONNX graph and ONNX is on; None predicts with ``model``.
+    onnx: Any = field(default=None, repr=False)
+    _background: Any = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.version.name
+
+    @property
+    def number(self) -> int:
+        return self.version.version
+
+    @property
+    def output(self) -> dict[str, Any]:
+        return (self.version.signature or {}).get("output") or {}
+
+    @property
+    def task(self) -> str | None:
+        out = self.output
+        return out.get("task") if isinstance(out, dict) else None
+
+    @property
+    def classes(self) -> list | None:
+        out = self.output
+        classes = out.get("classes") if isinstance(out, dict) else None
+        if classes is None:
+            classes = (self.version.signature or {}).get("classes")
+        if classes is None and hasattr(self.model, "classes_"):
+            classes = [c.item() if hasattr(c, "item") else c for c in self.model.classes_]
+        return list(classes) if classes is not None else None
+
+    @property
+    def has_probabilities(self) -> bool:
+        return self.task != "regression" and hasattr(self.model, "predict_proba")
+
+    @property
+    def runtime(self) -> str:
+        return "onnx" if self.onnx is not None else "python"
+
+    def predict(self, frame: pd.DataFrame) -> Prediction:
+        """Predict ``frame`` (already validated against the signature)."""
+        if self.onnx is not None:
+            labels, proba = self.onnx.predict(frame)
+            if not self.has_probabilities:
+                proba = None
+            return Prediction(labels, proba, self.classes if proba is not None else None)
+        # predict and predict_proba both: a thresholded classifier's labels are
+        # not the argmax of its probabilities.
+        labels = np.asarray(self.model.predict(frame))
+        proba = (np.asarray(self.model.predict_proba(frame), dtype=np.float64)
+                 if self.has_probabilities else None)
+        return Prediction(labels, proba, self.classes if proba is not None else None)
+
+    def background(self, ws: Workspace) -> pd.DataFrame:
+        """Up to 100 rows of the training data (dataset version from the
+        lineage), sampled once, as the reference of explanations.
+
+        Raises
+        ------
+        ServeError
+            409 when the version records no training dataset.
+        """
+        with self._lock:
+            if self._background is None:
+                lineage = ws.models.lineage(self.version)
+                ref = lineage.dataset_version or next(iter(lineage.dataset_versions), None)
+                if ref is None:
+                    raise ServeError(409, "no_background",
+                                     f"{self.version.ref} records no training dataset, so "
+                                     "there is no background to explain against")
+                data = ws.datasets.load(ref)
+                cols = [c for c in self.schema.names if c in data.columns]
+                data = data[cols]
+                if len(data) > BACKGROUND_ROWS:
+                    data = data.sample(BACKGROUND_ROWS, random_state=0)
+                self._background = data.reset_index(drop=True)
+            return self._background
+
+
