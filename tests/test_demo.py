@@ -42,6 +42,9 @@ def test_demo_runs_end_to_end_and_is_idempotent(tmp_path):
     assert set(zip(log["version"], log["role"])) == {
         (primary, "primary"), (int(deployment.candidate.split("@")[1]), "candidate")}
     assert "7. Serve with a canary rollout" in console.export_text()
+    reproduced = first["reproduced"]   # the demo ends by reproducing its own training
+    assert reproduced.ok, reproduced.differences
+    assert {"model.digest", "dataset.content_hash"} <= {item.name for item in reproduced.items}
 
     again = run_demo(ws, console=console, rows=3000)
     assert again["clean"].ref == first["clean"].ref  # same content, same version

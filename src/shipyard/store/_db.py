@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -16,6 +17,8 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, SQLA
 from sqlalchemy.orm import Session, sessionmaker
 
 from shipyard.errors import ConfigError, StoreError
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 BUSY_TIMEOUT_MS = 60_000
@@ -188,18 +191,19 @@ class Database:
             except StoreError as exc:
                 if not _transient(exc.__cause__):
                     raise
-                last: BaseException = exc.__cause__
+                last, kind = exc.__cause__, "a transient error"
             except IntegrityError as exc:
                 if not (conflicts and _unique_violation(exc)):
                     raise
-                last = exc
+                last, kind = exc, "a unique-key conflict"
+            cause = getattr(last, "orig", None) or last
             if attempt == attempts:
-                cause = getattr(last, "orig", None) or last
                 raise StoreError(
                     f"could not {what or 'write to ' + self.safe_url}: still conflicting with "
                     f"other writers after {attempts} attempts ({cause})",
                     hint="try again; if it keeps failing, fewer processes should write at once",
                 ) from last
+            log.debug("retrying %s after %s: %s", what or "a write", kind, cause)
             time.sleep(delay * (1 + random.random()))
             delay = min(delay * 2, 1.0)
         raise AssertionError("unreachable")

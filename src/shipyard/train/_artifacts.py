@@ -920,8 +920,12 @@ def _check_lightgbm_text(data: bytes, what: str) -> dict[str, str]:
         problem = _lightgbm_tree_problem(block, i, n_features)
         if problem:
             raise bad(f"tree {i} {problem}")
-    if not body[pos:].lstrip(b"\n").startswith(b"end of trees"):
+    trailer = body[pos:].lstrip(b"\n")
+    if not trailer.startswith(b"end of trees\n"):
         raise bad("has tree_sizes that do not match its trees")
+    problem = _lightgbm_trailer_problem(trailer.decode("utf-8"))
+    if problem:
+        raise bad(problem)
     return header
 
 
@@ -997,6 +1001,43 @@ def _lightgbm_tree_problem(block: bytes, index: int, n_features: int) -> str | N
             return "has malformed linear leaves"
         if any(not 0 <= f < n_features for f in ints["leaf_features"]):
             return "has a linear leaf on a feature outside the model"
+    return None
+
+
+_LGBM_IMPORTANCE = re.compile(r"\S+=[0-9]+")
+_LGBM_PARAMETER = re.compile(r"\[[a-z0-9_]+: [^\"\\\\\x00-\x1f]*\]")
+
+
+def _lightgbm_trailer_problem(trailer: str) -> str | None:
+    """What follows the trees: feature importances, the training parameters
+    (LightGBM reads past the end of the text when ``end of parameters`` is
+    missing) and the pandas categories, each line as LightGBM writes it."""
+    section = "trees"
+    for line in trailer.split("\n")[1:]:
+        if section == "pandas":
+            if line:
+                return "has text after pandas_categorical"
+        elif line.startswith("pandas_categorical:") and section != "parameters":
+            try:
+                json.loads(line[len("pandas_categorical:"):])
+            except (ValueError, RecursionError):
+                return "has malformed pandas_categorical"
+            section = "pandas"
+        elif not line:
+            continue
+        elif section == "parameters":
+            if line == "end of parameters":
+                section = "done"
+            elif not _LGBM_PARAMETER.fullmatch(line):
+                return f"has a malformed parameter line {line[:60]!r}"
+        elif line in ("feature_importances:", "feature importances:") and section == "trees":
+            section = "importances"
+        elif line == "parameters:" and section in ("trees", "importances"):
+            section = "parameters"
+        elif section != "importances" or not _LGBM_IMPORTANCE.fullmatch(line):
+            return f"has an unexpected line {line[:60]!r} after its trees"
+    if section == "parameters":
+        return "has parameters without 'end of parameters'"
     return None
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d
 
 if TYPE_CHECKING:
     from sklearn.utils import Tags
@@ -90,8 +90,8 @@ class _TorchMLP(BaseEstimator):
         import torch
 
         sizes = self._check_params()
-        X = _dense(validate_data(self, X, accept_sparse=True, dtype=np.float32,
-                                 ensure_min_samples=2))
+        X = _checked(self, X, ensure_min_samples=2)
+        self.n_features_in_ = X.shape[1]
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target "
                              "y is None")
@@ -169,8 +169,10 @@ class _TorchMLP(BaseEstimator):
         import torch
 
         check_is_fitted(self, "module_")
-        X = _dense(validate_data(self, X, reset=False, accept_sparse=True, dtype=np.float32,
-                                 ensure_min_samples=0))
+        X = _checked(self, X, ensure_min_samples=0)
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is "
+                             f"expecting {self.n_features_in_} features as input")
         outs = []
         with _torch_state(self.num_threads, None), torch.no_grad():
             self.module_.eval()
@@ -274,7 +276,8 @@ class TorchMLPClassifier(ClassifierMixin, _TorchMLP):
         return proba / proba.sum(axis=1, keepdims=True)
 
     def predict(self, X: Any) -> np.ndarray:
-        return self.classes_[np.argmax(self._forward(X), axis=1)]
+        scores = self._forward(X)
+        return self.classes_[np.argmax(scores, axis=1)]
 
 
 class TorchMLPRegressor(RegressorMixin, _TorchMLP):
@@ -320,8 +323,14 @@ def build_module(estimator: _TorchMLP, n_features_in: int, n_outputs: int) -> An
                   estimator.dropout)
 
 
-def _dense(X: Any) -> np.ndarray:
-    """Validated ``X`` as a C-ordered float32 array."""
+def _checked(estimator: _TorchMLP, X: Any, *, ensure_min_samples: int) -> np.ndarray:
+    """``X`` checked (2-D, finite, numeric) as a dense C-ordered float32 array.
+
+    Columns are positional: feature names are not recorded, as the torch
+    artifact does not store them.
+    """
+    X = check_array(X, accept_sparse=True, dtype=np.float32,
+                    ensure_min_samples=ensure_min_samples, estimator=estimator)
     if hasattr(X, "toarray"):  # scipy sparse, e.g. one-hot or TF-IDF output
         X = X.toarray()
     return np.ascontiguousarray(X, dtype=np.float32)
