@@ -313,3 +313,45 @@ def test_unsupported_models_are_refused_and_nothing_is_written(store, classifica
 ])
 def test_allow_list(name, allowed):
     assert allowed_type(name) is allowed
+
+
+# ------------------------------------------------------- missing extras
+def test_torch_model_without_torch_names_the_format_and_the_extra(store, classification,
+                                                                  monkeypatch):
+    X, y = classification
+    artifact = save_model(mlp().fit(X, y), store)
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now raises ImportError
+    with pytest.raises(ArtifactError, match=r"(?s)torch format, which needs torch, not "
+                                            r"installed.*pip install 'shipyard\[torch\]'") as info:
+        load_model(store, artifact)
+    assert isinstance(info.value.__cause__, ImportError)
+
+
+def test_torch_model_without_torch_in_a_fresh_process(store, classification):
+    """The same, where torch was never imported: no ModuleNotFoundError escapes."""
+    X, y = classification
+    artifact = save_model(mlp().fit(X, y), store)
+    script = textwrap.dedent("""
+        import sys
+        sys.modules["torch"] = None
+        from shipyard.errors import ArtifactError
+        from shipyard.store import ArtifactStore
+        from shipyard.train import load_model
+        try:
+            load_model(ArtifactStore(sys.argv[1]), sys.argv[2])
+        except ArtifactError as exc:
+            print(type(exc.__cause__).__name__, exc.hint)
+    """)
+    out = subprocess.run([sys.executable, "-c", script, store.root, artifact.digest],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ModuleNotFoundError pip install 'shipyard[torch]'"
+
+
+def test_lightgbm_model_without_lightgbm_names_the_extra(store, classification, monkeypatch):
+    X, y = classification
+    artifact = save_model(lgbm().fit(X, y), store)
+    monkeypatch.setitem(sys.modules, "lightgbm", None)
+    with pytest.raises(ArtifactError, match=r"(?s)lightgbm format, which needs lightgbm.*"
+                                            r"pip install 'shipyard\[train\]'"):
+        load_model(store, artifact)

@@ -22,10 +22,18 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
-from sklearn.utils.estimator_checks import estimator_checks_generator, parametrize_with_checks
+from sklearn.utils.estimator_checks import (
+    estimator_checks_generator,
+    parametrize_with_checks,
+)
 
-from shipyard.train import (DateParts, TextColumn, ThresholdedModel, TorchMLPClassifier,
-                            TorchMLPRegressor)
+from shipyard.train import (
+    DateParts,
+    TextColumn,
+    ThresholdedModel,
+    TorchMLPClassifier,
+    TorchMLPRegressor,
+)
 
 ARRAY_API_CHECK = "check_array_api_input"
 # Small and quick, yet enough training for the accuracy checks
@@ -133,12 +141,12 @@ with open(sys.argv[1], "w") as f:
 def _run_array_api_checks(folder) -> dict[str, str | None]:
     assert len({type(e) for e in ESTIMATORS}) == len(ESTIMATORS)  # keys are class names
     jobs = [(type(est).__name__, est, check) for est in ESTIMATORS
-            for est_, check in estimator_checks_generator(est, legacy=True, mark=None)
+            for _, check in estimator_checks_generator(est, legacy=True, mark=None)
             if _check_name(check) == ARRAY_API_CHECK]
     assert len(jobs) == len(ESTIMATORS)
     out = folder / "results.json"
     proc = subprocess.run([sys.executable, "-c", _RUNNER, str(out)], input=pickle.dumps(jobs),
-                          capture_output=True, timeout=300,
+                          capture_output=True, timeout=300, check=False,
                           env={**os.environ, "SCIPY_ARRAY_API": "1"})
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")
     return json.loads(out.read_text())

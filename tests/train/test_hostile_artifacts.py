@@ -307,13 +307,13 @@ def test_an_array_header_claiming_a_huge_shape_is_refused(store, fitted):
     huge = header.getvalue() + original.tobytes()  # claims 8 TiB, holds a few bytes
     error = refused(store, forge(store, model=rewrite_skops(blob, members={array_file: huge})),
                     r"claims a \(1099511627776,\) array")
-    assert "float64" in error.message
+    assert str(original.dtype) in error.message
     too_short = npy(original)[:-8]
     refused(store, forge(store, model=rewrite_skops(blob, members={array_file: too_short})),
             "claims a")
 
 
-@pytest.mark.parametrize("depth, match", [(1_000, "nested more than 200 levels"),
+@pytest.mark.parametrize("depth, match", [(150, "nested more than 200 levels"),
                                           (100_000, "not a valid skops file")])
 def test_deeply_nested_structures_are_refused(store, fitted, depth, match):
     import skops.io as sio
@@ -386,13 +386,14 @@ def tree_edit(model_blob: bytes, edit) -> bytes:
     array_file = state["nodes"]["file"]
     with zipfile.ZipFile(io.BytesIO(model_blob)) as zf:
         array = np.load(io.BytesIO(zf.read(array_file)))
-    counts = {k: json.loads(state[k]["content"]) for k in ("node_count", "max_depth")}
+    counts = {"max_depth": json.loads(state["max_depth"]["content"])}
     edit(array, counts)
 
     def patch(schema):
         target = next(n for n in nodes(schema) if n["__loader__"] == "TreeNode")
-        for key, value in counts.items():
-            target["content"]["content"][key]["content"] = json.dumps(value)
+        depth = target["content"]["content"]["max_depth"]
+        # skops shares equal values by id: give the forged one its own
+        depth["content"], depth["__id__"] = json.dumps(counts["max_depth"]), 10**9
 
     return rewrite_skops(model_blob, patch, {array_file: npy(array)})
 
@@ -405,8 +406,7 @@ def _first_inner(nodes_):
     (lambda a, c: a["left_child"].__setitem__(0, 10**6), "child outside the tree"),
     (lambda a, c: a["right_child"].__setitem__(_first_inner(a), 0), "before its parent"),
     (lambda a, c: a["feature"].__setitem__(0, 10**6), "feature outside"),
-    (lambda a, c: c.__setitem__("node_count", 10**6), "claims 1000000 nodes"),
-    (lambda a, c: c.__setitem__("max_depth", 1), "records depth 1"),
+    (lambda a, c: c.__setitem__("max_depth", 1), "records depth 1"),  # decision_path overflows
 ])
 def test_forged_decision_trees_are_refused_before_prediction(store, classification, edit,
                                                              problem):
@@ -463,7 +463,7 @@ def test_a_torch_config_cannot_size_a_network_bigger_than_its_weights(other_form
 def with_tree(text: str, index: int, edit) -> str:
     """``text`` with tree ``index``'s block passed through ``edit`` and
     ``tree_sizes`` made to match, so only the edit is wrong."""
-    sizes = [int(s) for s in re.search(r"^tree_sizes=(.*)$", text, re.M)[1].split()]
+    sizes = [int(s) for s in re.search(r"^tree_sizes=(.*)$", text, re.MULTILINE)[1].split()]
     start = text.index("\nTree=0\n") + 1
     blocks, pos = [], start
     for size in sizes:
@@ -471,15 +471,15 @@ def with_tree(text: str, index: int, edit) -> str:
         pos += size
     blocks[index] = edit(blocks[index])
     head = re.sub(r"^tree_sizes=.*$", "tree_sizes=" + " ".join(
-        str(len(b.encode())) for b in blocks), text[:start], flags=re.M)
+        str(len(b.encode())) for b in blocks), text[:start], flags=re.MULTILINE)
     return head + "".join(blocks) + text[pos:]
 
 
 def lightgbm_variants(text: str) -> dict[str, bytes]:
     def field(name, value):
-        return lambda block: re.sub(rf"^{name}=.*$", f"{name}={value}", block, flags=re.M)
+        return lambda block: re.sub(rf"^{name}=.*$", f"{name}={value}", block, flags=re.MULTILINE)
 
-    first = re.search(r"^left_child=(.*)$", text, re.M)[1].split()
+    first = re.search(r"^left_child=(.*)$", text, re.MULTILINE)[1].split()
     return {k: v.encode("latin-1") if isinstance(v, str) else v for k, v in {
         "random text": "".join(chr(c) for c in np.random.default_rng(0).integers(32, 127, 4096)),
         "not UTF-8": b"tree\n\xff\xfe\x00" + bytes(range(256)),
@@ -496,8 +496,9 @@ def lightgbm_variants(text: str) -> dict[str, bytes]:
         "short array": with_tree(text, 0, field("leaf_value", "0.5")),
         "line without =": with_tree(text, 0, lambda b: b.replace("shrinkage=", "shrinkage ")),
         "leaves inflated": with_tree(text, 0, field("num_leaves", "400000")),
-        "tree sizes too long": re.sub(r"^tree_sizes=(\d+)", lambda m: f"tree_sizes={int(m[1]) + 999}",
-                                      text, flags=re.M),
+        "tree sizes too long": re.sub(r"^tree_sizes=(\d+)",
+                                      lambda m: f"tree_sizes={int(m[1]) + 999}", text,
+                                      flags=re.MULTILINE),
         "no trees an iteration": text.replace("num_tree_per_iteration=1",
                                               "num_tree_per_iteration=0"),
         "classes unlike its objective": text.replace("objective=binary sigmoid:1",
@@ -528,7 +529,7 @@ def test_garbage_lightgbm_text_is_refused_without_crashing(other_formats, sentin
         print(json.dumps(outcomes))
     """)
     done = subprocess.run([sys.executable, "-c", script, store.root, json.dumps(digests)],
-                          capture_output=True, text=True, timeout=240)
+                          capture_output=True, text=True, timeout=240, check=False)
     last = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else "{}"
     outcomes = json.loads(last)
     assert done.returncode == 0, f"crashed after {list(outcomes)}: {done.stderr[-2000:]}"

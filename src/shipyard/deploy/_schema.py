@@ -4,8 +4,10 @@ problem. Every protocol funnels into :func:`frame_from_columns`.
 
 Policy: every signature column must be present and no other; numbers must be
 JSON numbers (a string of digits is refused, as silently coercing it would hide
-client bugs); a null is allowed only where the training data had missing
-values; unknown categories are accepted (the one-hot encoder ignores them).
+client bugs); a whole-number column (trained as int64) takes only whole numbers
+within int64 (``25.5`` and ``1e300`` are refused, ``25.0`` is accepted); a null
+is allowed only where the training data had missing values; unknown categories
+are accepted (the one-hot encoder ignores them).
 Row numbers in messages are zero-based, like the JSON arrays they index.
 """
 
@@ -39,6 +41,16 @@ class Column:
         return self.dtype in ("bool", "boolean")
 
     @property
+    def is_integer(self) -> bool:
+        """Whether the column holds whole numbers (its training dtype is an int)."""
+        return self.kind == "numeric" and self.dtype.startswith(("int", "Int", "uint", "UInt"))
+
+    @property
+    def bounds(self) -> tuple[int, int]:
+        """The range of an integer column: int64, or uint64 for unsigned."""
+        return (0, 2**64 - 1) if self.dtype.lower().startswith("uint") else (-2**63, 2**63 - 1)
+
+    @property
     def datatype(self) -> str:
         """The Open Inference Protocol datatype of this column."""
         if self.kind == "numeric":
@@ -52,6 +64,9 @@ class Schema:
 
     columns: tuple[Column, ...]
     max_rows: int = 10_000
+    #: Columns other versions of the model take: accepted and dropped, so
+    #: clients written for any version keep working when an alias moves.
+    tolerated: frozenset[str] = frozenset()
 
     @property
     def names(self) -> list[str]:
@@ -96,7 +111,7 @@ def _check_count(schema: Schema, n: int) -> None:
 def _check_names(schema: Schema, names: list[str], where: str = "") -> None:
     expected = schema.names
     known = set(expected)
-    extra = [n for n in names if n not in known]
+    extra = [n for n in names if n not in known and n not in schema.tolerated]
     if extra:
         raise invalid(f"{where}unknown column {shown(extra[0])}; the model takes: "
                       f"{', '.join(expected)}")
@@ -168,6 +183,8 @@ def frame_from_columns(schema: Schema, columns: Any):
 def _column(col: Column, values: Any) -> Any:
     if isinstance(values, np.ndarray):
         if col.kind == "numeric" and values.dtype.kind in "iuf":
+            if col.is_integer:
+                _check_integers(col, values)
             arr = values.astype(np.float64, copy=False)
             bad = ~np.isfinite(arr)
             if bad.any():
@@ -198,8 +215,38 @@ def _null_or_inf(col: Column, value: float, i: int) -> str:
     return f"column {col.name!r}: expected a finite number, got {value} in row {i}"
 
 
+def _not_whole(col: Column, v: Any, i: int) -> ServeError:
+    return invalid(f"column {col.name!r}: {shown(v)} in row {i} is not a whole number (the "
+                   f"column is {col.dtype})")
+
+
+def _out_of_range(col: Column, v: Any, i: int) -> ServeError:
+    kind = "uint64" if col.bounds[0] == 0 else "int64"
+    return invalid(f"column {col.name!r}: {shown(v)} in row {i} is out of the {kind} range "
+                   f"({col.bounds[0]} to {col.bounds[1]})")
+
+
+def _check_integers(col: Column, values: np.ndarray) -> None:
+    """A tensor for a whole-number column: finite values must be whole and in range."""
+    low, high = col.bounds
+    if values.dtype.kind == "f":
+        finite = np.isfinite(values)
+        fraction = finite & (values != np.floor(np.where(finite, values, 0)))
+        if fraction.any():
+            i = int(np.argmax(fraction))
+            raise _not_whole(col, float(values[i]), i)
+        outside = finite & ((values < low) | (values >= float(high) + 1))
+    else:
+        outside = (values < low) | (values > high) if values.dtype.kind == "i" or low == 0 \
+            else np.zeros(len(values), dtype=bool)
+    if outside.any():
+        i = int(np.argmax(outside))
+        raise _out_of_range(col, values[i].item(), i)
+
+
 def _numeric(col: Column, values: list) -> np.ndarray:
     out = np.empty(len(values), dtype=np.float64)
+    whole, (low, high) = col.is_integer, col.bounds
     for i, v in enumerate(values):
         t = type(v)
         if t is float or t is int:
@@ -208,6 +255,11 @@ def _numeric(col: Column, values: list) -> np.ndarray:
                     out[i] = np.nan
                     continue
                 raise invalid(_null_or_inf(col, v, i))
+            if whole:
+                if t is float and not v.is_integer():
+                    raise _not_whole(col, v, i)
+                if not low <= v <= high:
+                    raise _out_of_range(col, v, i)
             try:
                 out[i] = v
             except OverflowError as exc:
@@ -221,6 +273,11 @@ def _numeric(col: Column, values: list) -> np.ndarray:
             out[i] = v
             if not math.isfinite(out[i]) and not (math.isnan(out[i]) and col.nullable):
                 raise invalid(_null_or_inf(col, float(out[i]), i))
+            if whole and math.isfinite(out[i]):
+                if not float(v).is_integer():
+                    raise _not_whole(col, v, i)
+                if not low <= v <= high:
+                    raise _out_of_range(col, v, i)
         else:
             raise invalid(f"column {col.name!r}: expected a number, got {shown(v)} in row {i}")
     return out

@@ -18,8 +18,9 @@ from shipyard.registry._records import (STATUSES, AliasEvent, ModelLineage, Mode
 from shipyard.errors import RegistryError
 from shipyard.registry._onnx import load_onnx
 from shipyard.registry._registry import (DIGEST_TAG, RESERVED_ALIASES, Registry, check_alias,
-                                         check_model_name, parse_model_ref)
+                                         check_model_name, input_columns,
+                                         parse_model_ref)
 
 __all__ = ["DIGEST_TAG", "RESERVED_ALIASES", "STATUSES", "AliasEvent", "ModelLineage", "ModelSummary",
            "ModelVersion", "Registry", "RegistryError", "check_alias", "check_model_name",
-           "load_onnx", "parse_model_ref"]
+           "input_columns", "load_onnx", "parse_model_ref"]

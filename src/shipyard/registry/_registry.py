@@ -452,15 +452,21 @@ class Registry:
 
     # ----------------------------------------------------------- aliases
     def set_alias(self, name: str, alias: str, version: int | str, *,
-                  actor: str | None = None, reason: str | None = None) -> ModelVersion:
+                  actor: str | None = None, reason: str | None = None,
+                  force: bool = False) -> ModelVersion:
         """Point ``alias`` of ``name`` at ``version`` (moving it if it is set).
+
+        A move that makes an input column required which the current holder
+        does not take (clients of the alias do not send it) is refused unless
+        ``force``; a forced move records those columns in the audit entry.
 
         Raises
         ------
         NotFoundError
             No such model or version.
         RegistryError
-            Invalid alias, or the version is archived.
+            Invalid alias, the version is archived, or the move needs new
+            input columns and ``force`` is not set.
         """
         check_model_name(name)
         check_alias(alias)
@@ -480,11 +486,14 @@ class Registry:
             if current is not None and current.version_id == target.id:
                 return self._versions(session, [target], name)[0]
             previous = self._number(session, current.version_id) if current else None
+            added = _new_columns(session, current, target, f"{name}@{alias}", force)
             self._move(session, model, alias, current, target.id, "set", actor, reason)
             self._ws.audit.append(session, actor=actor, action="model.alias.set",
                                   object_type="model", object_id=name, reason=reason,
                                   details={"alias": alias, "version": number,
-                                           "previous_version": previous})
+                                           "previous_version": previous,
+                                           **({"new_required_columns": added} if added
+                                              else {})})
             return self._versions(session, [target], name)[0]
 
         return self._write(write, f"set alias {alias} of {name}")
@@ -516,7 +525,7 @@ class Registry:
         self._write(write, f"remove alias {alias} of {name}")
 
     def rollback(self, name: str, alias: str, *, actor: str | None = None,
-                 reason: str | None = None) -> ModelVersion:
+                 reason: str | None = None, force: bool = False) -> ModelVersion:
         """Undo the latest not-yet-undone move of ``alias``: point it back at
         the version that held it before. Repeated rollbacks walk further back.
 
@@ -530,7 +539,9 @@ class Registry:
         NotFoundError
             No such model or alias.
         RegistryError
-            The alias has no earlier holder, or that holder is archived.
+            The alias has no earlier holder, or that holder is archived, or
+            it needs input columns the current holder does not take and
+            ``force`` is not set (see :meth:`set_alias`).
         """
         check_model_name(name)
         check_alias(alias)
@@ -565,11 +576,14 @@ class Registry:
                                     f"{target.version}: it is archived",
                                     hint="restore that version first, or set the alias "
                                          "explicitly")
+            added = _new_columns(session, current, target, f"{name}@{alias}", force)
             self._move(session, model, alias, current, target.id, "rollback", actor, reason)
             self._ws.audit.append(session, actor=actor, action="model.alias.rollback",
                                   object_type="model", object_id=name, reason=reason,
                                   details={"alias": alias, "version": target.version,
-                                           "previous_version": holder})
+                                           "previous_version": holder,
+                                           **({"new_required_columns": added} if added
+                                              else {})})
             return self._versions(session, [target], name)[0]
 
         return self._write(write, f"roll back alias {alias} of {name}")
@@ -749,3 +763,26 @@ class Registry:
             created_at=r.created_at, created_by=r.created_by, new=new, _workspace=self._ws)
             for r in rows]
 
+
+def input_columns(signature: dict | None) -> list[str]:
+    """The input column names of a signature, in order."""
+    return [str(entry.get("name")) for entry in (signature or {}).get("inputs", [])
+            if isinstance(entry, dict)]
+
+
+def _new_columns(session: Session, current: ModelAliasRow | None, target: ModelVersionRow,
+                 ref: str, force: bool) -> builtins.list[str]:
+    """The input columns ``target`` requires that the alias's current holder
+    does not take; refused unless ``force``."""
+    if current is None or current.version_id == target.id:
+        return []
+    holder = session.get(ModelVersionRow, current.version_id)
+    have = set(input_columns(holder.signature))
+    added = [c for c in input_columns(target.signature) if c not in have]
+    if added and not force:
+        raise RegistryError(
+            f"moving {ref} from version {holder.version} to {target.version} makes column(s) "
+            f"{', '.join(map(repr, added))} required, which clients of version "
+            f"{holder.version} do not send: their requests would be refused",
+            hint="update the clients first, or move it anyway with force=True (--force)")
+    return added

@@ -67,6 +67,7 @@ class FrontDoor:
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
+                status["started"] = True
                 message["headers"] = [*message.get("headers", []), rid_header]
             await send(message)
 
@@ -78,6 +79,17 @@ class FrontDoor:
                     return
                 receive = _replay(body, receive)
             await self.app(scope, receive, send_wrapper)
+        except Exception as exc:
+            # A bug: answer 500 here rather than let Starlette's outermost
+            # middleware re-raise, which makes the server drop the keep-alive
+            # connection without saying so.
+            if status.get("started"):
+                raise
+            log.exception("unhandled error on %s (request %s)", scope.get("path"), rid,
+                          exc_info=exc)
+            await _error(scope, ServeError(500, "internal", f"internal server error "
+                                                            f"(request {rid})"))(
+                scope, receive, send_wrapper)
         finally:
             route = scope.get("route")
             endpoint = getattr(route, "path", None) or "unmatched"
@@ -163,10 +175,6 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     return _error(request.scope, ServeError(422, "invalid_request",
                                             f"{where}: {first.get('msg', 'invalid')}"))
 
-
-async def _internal_error(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s", request.url.path, exc_info=exc)
-    return _error(request.scope, ServeError(500, "internal", "internal server error"))
 
 
 # ------------------------------------------------------ plain routes
@@ -307,7 +315,6 @@ def create_app(ws: Workspace, models: list[str], *, auth: bool = True,
     app.add_exception_handler(ServeError, _serve_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(Exception, _internal_error)
     app.add_middleware(FrontDoor, max_body_bytes=max_body_bytes, metrics=metrics_)
     install_openapi(app)
     return app

@@ -6,6 +6,7 @@ DataFrame builder) and the :class:`Prediction` back into their response.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ import orjson
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
-from shipyard.serve._responses import ServeError
+from shipyard.errors import ServeError, ShipyardError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -51,20 +52,57 @@ def serving(request: Request) -> Serving:
     return request.app.state.serving
 
 
-async def read_json(request: Request) -> Any:
-    """The body parsed as JSON (orjson: NaN/Infinity literals and > 64-bit
-    integers are refused, nesting is capped)."""
+async def read_json(request: Request, *, nan_literals: bool = False) -> Any:
+    """The body parsed as JSON (see :func:`parse_json`)."""
     body = await request.body()
-    return parse_json(body)
+    return parse_json(body, nan_literals=nan_literals)
 
 
-def parse_json(body: bytes) -> Any:
+def parse_json(body: bytes, *, nan_literals: bool = False) -> Any:
+    """Strict JSON (orjson). With ``nan_literals`` (MLflow's ``/invocations``,
+    whose own server accepts them) the ``NaN``, ``Infinity`` and
+    ``-Infinity`` literals Python's ``json`` writes are read as floats too.
+
+    Raises
+    ------
+    ServeError
+        400 naming the problem: empty body, invalid UTF-8, a NaN/Infinity
+        literal, nesting too deep, or where the JSON breaks.
+    """
     if not body:
         raise ServeError(400, "invalid_json", "the request body is empty; send a JSON object")
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise ServeError(400, "invalid_json", f"the body is not valid JSON: {exc}") from exc
+        problem = str(exc)
+        cause: Exception = exc
+    if "UTF-8" in problem:
+        raise ServeError(400, "invalid_json", "the body is not valid JSON: invalid UTF-8 "
+                         f"({problem})") from cause
+    if "depth limit" in problem:
+        raise ServeError(400, "invalid_json", "the body is nested too deeply (at most 1,024 "
+                         "levels)") from cause
+    if nan_literals:  # read what Python's json (and so MLflow's server) reads
+        try:
+            return json.loads(body)
+        except (ValueError, RecursionError):
+            pass
+    literal = _non_finite_literal(body)
+    if literal is not None and not nan_literals:
+        raise ServeError(400, "invalid_json", f"the body holds the literal {literal}, which "
+                         "JSON does not allow: send null for a missing value (MLflow's "
+                         "/invocations accepts NaN and Infinity)") from cause
+    raise ServeError(400, "invalid_json", f"the body is not valid JSON: {problem}") from cause
+
+
+def _non_finite_literal(body: bytes) -> str | None:
+    """``NaN``/``Infinity``/``-Infinity`` if the body uses one outside a string."""
+    found: list[str] = []
+    try:
+        json.loads(body, parse_constant=lambda name: found.append(name) or 0.0)
+    except (ValueError, RecursionError):
+        return found[0] if found else None
+    return found[0] if found else None
 
 
 def require_json(request: Request, *also: str) -> str:
@@ -107,13 +145,14 @@ async def predict(request: Request, name: str, build: Callable[[Schema], pd.Data
     except ServeError as exc:
         _log(request, state, loaded, endpoint, exc.status, started, frame, None, exc.message)
         raise
-    except (ValueError, TypeError) as exc:
+    except (ShipyardError, ValueError, TypeError) as exc:
         # Input that passed validation but the model still cannot score
         # (e.g. values so large that scaling overflows): the request's fault.
         slot.observe(loaded, error=True, latency_ms=(time.perf_counter() - started) * 1000)
         _log(request, state, loaded, endpoint, 422, started, frame, None, str(exc))
+        message = exc.message if isinstance(exc, ShipyardError) else str(exc)
         raise ServeError(422, "unscorable_input",
-                         f"the model could not score these inputs: {exc}") from exc
+                         f"the model could not score these inputs: {message}") from exc
     except Exception:
         slot.observe(loaded, error=True, latency_ms=(time.perf_counter() - started) * 1000)
         raise

@@ -144,6 +144,26 @@ def _csv_builder(body: bytes):
     return build
 
 
+PARQUET = ("application/vnd.apache.parquet", "application/x-parquet")
+
+
+def _parquet_builder(body: bytes):
+    """A Parquet file as the body (MLflow's scoring server takes these too)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def build(schema: Schema):
+        try:
+            table = pq.read_table(pa.BufferReader(body))
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            raise ServeError(400, "invalid_parquet", f"the body is not a valid Parquet file: "
+                                                     f"{str(exc)[:200]}") from exc
+        return frame_from_columns(schema, {name: table.column(name).to_pylist()
+                                           for name in table.column_names})
+
+    return build
+
+
 def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
@@ -151,7 +171,8 @@ def _missing(value: Any) -> bool:
 @router.post("/invocations", response_model=InvocationsResponse,
              dependencies=[requires("predict")], responses=MLFLOW_ERRORS,
              openapi_extra=json_body(InvocationsRequest, extra_media={
-                 "text/csv": {"schema": {"type": "string"}}}))
+                 "text/csv": {"schema": {"type": "string"}},
+                 PARQUET[0]: {"schema": {"type": "string", "format": "binary"}}}))
 async def invocations(request: Request,
                       model: str | None = Query(None, max_length=200,
                                                 description="Model name; needed only when "
@@ -163,10 +184,12 @@ async def invocations(request: Request,
             raise ServeError(400, "model_required", "several models are served: name one "
                              f"with ?model=NAME ({', '.join(slots)})")
         model = next(iter(slots))
-    media = require_json(request, "text/csv")
+    media = require_json(request, "text/csv", *PARQUET)
     if media == "text/csv":
         build = _csv_builder(await request.body())
+    elif media in PARQUET:
+        build = _parquet_builder(await request.body())
     else:
-        build = _builder(await read_json(request))
+        build = _builder(await read_json(request, nan_literals=True))
     _, result = await predict(request, model, build, "mlflow.invocations")
     return FastJSONResponse({"predictions": result.predictions})

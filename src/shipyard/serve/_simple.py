@@ -165,6 +165,11 @@ async def explain_v1(name: str, request: Request):
             responses=ERRORS)
 async def model_info(name: str, request: Request):
     """One served model: its ref, loaded version, task, classes and signature."""
+    base, sep, verb = name.rpartition(":")
+    if sep and verb in ("predict", "explain"):  # GET on a POST-only action
+        raise ServeError(405, "method_not_allowed",
+                         f"{verb} takes POST with a JSON body, not GET "
+                         f"(POST /v1/models/{base}:{verb})", headers={"Allow": "POST"})
     return FastJSONResponse(_info(serving(request).slots.get(name), detail=True))
 
 

@@ -16,6 +16,7 @@ and :meth:`ModelSlot.observe` feeds a canary's automatic rollback.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 import threading
 from typing import TYPE_CHECKING
 
@@ -134,8 +135,18 @@ class ModelSlot:
             from shipyard.registry import load_onnx
 
             fast = load_onnx(self.ws, version, classes=getattr(model, "classes_", None))
-        return LoadedModel(version, model, Schema.from_signature(
-            version.signature, max_rows=self.max_rows), onnx=fast)
+        schema = Schema.from_signature(version.signature, max_rows=self.max_rows)
+        return LoadedModel(version, model, replace(schema, tolerated=self._other_columns(schema)),
+                           onnx=fast)
+
+    def _other_columns(self, schema: Schema) -> frozenset[str]:
+        """Input columns other versions of this model take: clients written for
+        the version an alias held before (or will hold) send them."""
+        from shipyard.registry import input_columns
+
+        names = {c for v in self.ws.models.versions(self.name)
+                 for c in input_columns(v.signature)}
+        return frozenset(names - set(schema.names))
 
     def pick(self, request_key: str | None = None) -> LoadedModel:
         """The model that answers a request keyed ``request_key``: the

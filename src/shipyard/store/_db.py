@@ -234,7 +234,12 @@ class Database:
             try:
                 if revision == "head" and self.current_revision() == HEAD:
                     return
-                upgrade(self.engine, revision)
+                # One transaction holding the writer lock from its first
+                # statement (on SQLite the write engine begins IMMEDIATE), in
+                # which Alembic reads the revision it starts from.
+                with self.engine.connect() as conn, conn.begin():
+                    self.lock(conn, MIGRATION_LOCK)
+                    upgrade(conn, revision)
                 return
             except OperationalError as exc:
                 if attempt < 4 and _transient(exc):

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import importlib
 import io
+import itertools
 import json
 import re
 import zipfile
@@ -486,7 +487,7 @@ def _load_torch(data: bytes, config: dict, digest: str) -> Any:
         # stored before building it, so a forged config cannot make us
         # allocate more than the blob holds.
         sizes = [model.n_features_in_, *model._check_params(), n_outputs]
-        expected = sum((a + 1) * b for a, b in zip(sizes, sizes[1:]))
+        expected = sum((a + 1) * b for a, b in itertools.pairwise(sizes))
         stored = sum(t.numel() for t in state.values())
         if min(sizes) < 1 or expected != stored:
             raise ValueError(f"the config describes {expected} weights, the blob holds {stored}")
@@ -623,30 +624,31 @@ def _check_skops(data: bytes, what: str, *, saving: bool = False) -> list[str]:
 
     prefix = f"cannot save {what}" if saving else f"refused to load {what}"
     schema = _skops_schema(data, prefix)
-    refused = _refused_in_schema(schema, prefix)
+    _refuse(_refused_in_schema(schema, prefix), what, saving)
     try:
-        # skops' own audit as a second opinion (it names bound methods as
-        # ``type.method``); nothing it reports may be off the list either.
+        # skops' own audit as a second opinion; it builds (but does not run)
+        # its node tree, so only after ours has passed.
         untrusted = set(sio.get_untrusted_types(data=data))
     except Exception as exc:  # a schema skops cannot follow: nothing is built
         raise ArtifactError(f"{prefix}: it is not a valid skops file: {exc}") from exc
-    for name in untrusted - ALLOWED_TYPES:
-        refused.setdefault(name, name)
-    if refused:
-        names = ", ".join(sorted(refused.values()))
-        if saving:
-            raise ArtifactError(
-                f"cannot save {what} safely: it holds {names}, which a model file may not "
-                "contain",
-                hint="use the estimators and transformers on Shipyard's allow-list "
-                     f"({', '.join(SKOPS_TYPES)}), LightGBM or TorchMLP, without custom "
-                     "functions")
-        raise ArtifactError(
-            f"refused to load {what}: it contains {names}, outside Shipyard's allow-list "
-            "of model types",
-            hint="a model file holding these could run arbitrary code; it was not written "
-                 "by shipyard.train.save_model")
+    _refuse({name: name for name in untrusted - ALLOWED_TYPES}, what, saving)
     return sorted(untrusted)
+
+
+def _refuse(refused: dict[str, str], what: str, saving: bool) -> None:
+    if not refused:
+        return
+    names = ", ".join(sorted(refused.values()))
+    if saving:
+        raise ArtifactError(
+            f"cannot save {what} safely: it holds {names}, which a model file may not contain",
+            hint="use the estimators and transformers on Shipyard's allow-list "
+                 f"({', '.join(SKOPS_TYPES)}), LightGBM or TorchMLP, without custom functions")
+    raise ArtifactError(
+        f"refused to load {what}: it contains {names}, outside Shipyard's allow-list of "
+        "model types",
+        hint="a model file holding these could run arbitrary code; it was not written by "
+             "shipyard.train.save_model")
 
 
 def _skops_schema(data: bytes, prefix: str) -> dict:

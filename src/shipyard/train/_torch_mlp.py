@@ -91,7 +91,6 @@ class _TorchMLP(BaseEstimator):
 
         sizes = self._check_params()
         X = _checked(self, X, ensure_min_samples=2)
-        self.n_features_in_ = X.shape[1]
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target "
                              "y is None")
@@ -101,6 +100,7 @@ class _TorchMLP(BaseEstimator):
         if y.ndim != 1 or len(y) != len(X):
             raise ValueError(f"y must be 1-D with one value per row of X; got shape {y.shape} "
                              f"for {len(X)} rows")
+        self.n_features_in_ = X.shape[1]
         target = self._targets(y)
         train_idx, val_idx = self._split(y)
         with _torch_state(self.num_threads, self.seed):
@@ -151,7 +151,7 @@ class _TorchMLP(BaseEstimator):
 
     def _split(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n = len(y)
-        n_val = int(round(n * self.validation_fraction))
+        n_val = round(n * self.validation_fraction)
         if n_val == 0 or n - n_val < 1:
             return np.arange(n), np.arange(0)
         from sklearn.model_selection import train_test_split
@@ -276,7 +276,7 @@ class TorchMLPClassifier(ClassifierMixin, _TorchMLP):
         return proba / proba.sum(axis=1, keepdims=True)
 
     def predict(self, X: Any) -> np.ndarray:
-        scores = self._forward(X)
+        scores = self._forward(X)  # first: unfitted, it raises NotFittedError
         return self.classes_[np.argmax(scores, axis=1)]
 
 
@@ -329,7 +329,7 @@ def _checked(estimator: _TorchMLP, X: Any, *, ensure_min_samples: int) -> np.nda
     Columns are positional: feature names are not recorded, as the torch
     artifact does not store them.
     """
-    X = check_array(X, accept_sparse=True, dtype=np.float32,
+    X = check_array(X, accept_sparse=("csr", "csc"), dtype=np.float32,
                     ensure_min_samples=ensure_min_samples, estimator=estimator)
     if hasattr(X, "toarray"):  # scipy sparse, e.g. one-hot or TF-IDF output
         X = X.toarray()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection
 
 HEAD = "0006_deployments"
 VERSION_TABLE = "shipyard_schema_version"
@@ -24,24 +24,21 @@ def alembic_config():
     return cfg
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Run Alembic's upgrade to ``revision`` in one transaction that holds the
-    writer lock from its first statement.
+def upgrade(connection: Connection, revision: str = "head") -> None:
+    """Run Alembic's upgrade to ``revision`` inside the transaction that
+    ``connection`` is in; committing it is the caller's part.
 
-    Alembic reads the current revision inside that transaction, so of several
-    processes opening a fresh database at once, one migrates and the others,
-    once it commits, find the schema at ``revision`` and do nothing. Left to
-    itself Alembic would commit each SQLite migration on its own (SQLite is not
+    Alembic reads the current revision inside that transaction, so a caller
+    holding the writer lock from the transaction's start migrates alone:
+    ``Database.upgrade`` does, and of several processes opening a fresh
+    database at once, one migrates and the others, once it commits, find the
+    schema at ``revision`` and do nothing. Left to run its own transactions,
+    Alembic would commit each SQLite migration on its own (SQLite is not
     flagged as having transactional DDL), letting a second opener start from a
     revision the first had already moved past.
     """
     from alembic import command
 
-    from shipyard.store._db import MIGRATION_LOCK, Database
-
     cfg = alembic_config()
-    # engine is the write engine: on SQLite its transactions begin IMMEDIATE.
-    with engine.connect() as conn, conn.begin():
-        Database.lock(conn, MIGRATION_LOCK)
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
+    cfg.attributes["connection"] = connection
+    command.upgrade(cfg, revision)
