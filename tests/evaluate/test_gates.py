@@ -228,3 +228,21 @@ def test_summary_names_failed_gates():
     assert result.summary() == ("1/2 gates passed; failed: metrics.accuracy.min "
                                 "(0.91 < 0.95)")
     assert result.to_dict()["passed"] is False
+
+
+def test_base_rule_bounds_the_drop_from_the_version_it_was_derived_from():
+    """Issue 9: a mitigated model must be no worse than its base by more than
+    max_drop; minimised metrics count the other way; underived versions pass."""
+    policy = GatePolicy.model_validate({"base": {"metric": "roc_auc", "max_drop": 0.01}})
+    report = {"metrics": {"roc_auc": {"value": 0.915}, "log_loss": {"value": 0.40}}}
+    ok = check_gates(policy, report, base_value=0.92, base_ref="m@1").checks[0]
+    assert ok.passed and ok.name == "base.roc_auc.max_drop" and ok.observed == pytest.approx(0.005)
+    bad = check_gates(policy, report, base_value=0.93, base_ref="m@1").checks[0]
+    assert not bad.passed and "more than 0.01 worse" in bad.reason and "m@1" in bad.reason
+    underived = check_gates(policy, report).checks[0]
+    assert underived.passed and underived.reason == "not derived from another version"
+    missing = check_gates(policy, {"metrics": {}}, base_value=0.9, base_ref="m@1").checks[0]
+    assert not missing.passed
+    minimised = GatePolicy.model_validate({"base": {"metric": "log_loss", "max_drop": 0.05}})
+    assert check_gates(minimised, report, base_value=0.38, base_ref="m@1").passed
+    assert not check_gates(minimised, report, base_value=0.30, base_ref="m@1").passed

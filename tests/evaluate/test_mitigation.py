@@ -92,6 +92,8 @@ def test_threshold_mitigation_shrinks_the_parity_gap(workspace, fit_set):
     assert np.array_equal(pred[:100], loaded.predict(fresh.iloc[:100]))  # per-row, not batch
     proba = loaded.predict_proba(fresh)
     assert proba.shape == (4000, 2) and np.allclose(proba.sum(1), 1)
+    # the thresholds change the decision only: scores (ranking, calibration) are the base's
+    np.testing.assert_allclose(proba, base.load().predict_proba(fresh[FEATURES]))
     assert set(v.blob_digests) >= set(base.blob_digests)  # gc keeps the base's blobs
 
 
@@ -104,15 +106,21 @@ def test_equalized_odds_and_register_as(workspace, fit_set):
         "equalized_odds_difference"]
 
 
-def test_the_thresholded_model_needs_the_sensitive_column_and_known_groups(workspace, fit_set):
+def test_the_thresholded_model_needs_the_sensitive_column_and_decides_unseen_groups_as_its_base(
+        workspace, fit_set):
     base = register(workspace)
     model = workspace.models.load(mitigate(workspace, base.ref, fit_set, target="approved",
                                            sensitive="group").version.ref)
-    rows = biased(10, 4)
+    rows = biased(200, 4)
     with pytest.raises(DataError, match="needs column\\(s\\) 'group'"):
         model.predict(rows[FEATURES])
-    with pytest.raises(DataError, match="group\\(s\\) c that the thresholds were not fitted"):
-        model.predict(rows.assign(group="c"))
+    # a group the thresholds never saw (a new category, an empty string) gets the
+    # base model's own decision, not an error
+    unseen = rows.assign(group="c")
+    plain = base.load()
+    expected = plain.classes_[(plain.predict_proba(rows[FEATURES])[:, 1] > 0.5).astype(int)]
+    np.testing.assert_array_equal(model.predict(unseen), expected)
+    np.testing.assert_array_equal(model.predict(rows.assign(group="")), expected)
 
 
 def test_bad_input_is_refused_and_changes_nothing(workspace, fit_set):

@@ -222,3 +222,25 @@ def test_clients_of_either_version_keep_working_across_a_rollback(workspace, ser
     server.post("/v1/admin/reload", headers=bearer(server.admin)).raise_for_status()
     answer = server.post("/v1/models/hostile:predict", json=with_sex)
     assert answer.status_code == 200 and answer.json()["model_version"] == 2
+
+
+def test_a_mitigated_model_runs_its_base_graph_with_thresholds_in_numpy(workspace):
+    """Speed without changing answers: the thresholded version keeps its base's
+    scores, converts the base to ONNX, and decides per group in numpy."""
+    from shipyard.deploy import LoadedModel, Schema
+    from shipyard.registry import load_onnx
+
+    version = workspace.models.get("hostile@2")
+    assert version.tags["onnx"] == "converted"
+    model = version.load()
+    fast = LoadedModel(version, model, Schema.from_signature(version.signature),
+                       onnx=load_onnx(workspace, version, classes=model.classes_))
+    slow = LoadedModel(version, model, Schema.from_signature(version.signature))
+    rows = people(500, seed=9).drop(columns="y")
+    rows.loc[::7, "sex"] = "X"                               # unseen groups too
+    a, b = fast.predict(rows), slow.predict(rows)
+    assert fast.runtime == "onnx" and slow.runtime == "python"
+    np.testing.assert_array_equal(a.predictions, b.predictions)
+    np.testing.assert_allclose(a.probabilities, b.probabilities, atol=1e-5)
+    base = workspace.models.get("hostile@1").load()
+    np.testing.assert_allclose(b.probabilities, base.predict_proba(rows[["age", "income"]]))

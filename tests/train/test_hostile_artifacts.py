@@ -335,6 +335,14 @@ def test_deeply_nested_structures_are_refused(store, fitted, depth, match):
     refused(store, forge(store, model=out.getvalue()), match)
 
 
+def test_deeply_nested_manifests_and_configs_are_refused(other_formats):
+    store, lgbm, _ = other_formats
+    nested = b"[" * 100_000 + b"]" * 100_000
+    refused(store, store.put_bytes(nested), "not a model manifest")
+    refused(store, forge(store, "lightgbm", **{**lgbm.parts, "config": nested}),
+            "is not valid JSON")
+
+
 def test_a_zip_bomb_is_refused_before_it_is_unpacked(store, fitted):
     import skops.io as sio
 
@@ -506,13 +514,23 @@ def lightgbm_variants(text: str) -> dict[str, bytes]:
     }.items()}
 
 
-def test_garbage_lightgbm_text_is_refused_without_crashing(other_formats, sentinel):
+def test_garbage_lightgbm_text_is_refused_without_crashing(other_formats, classification,
+                                                          sentinel):
     """LightGBM's parser aborts or segfaults on some of these, so they are
     loaded in a child process: a crash fails this test, not the test run."""
+    import lightgbm
+
     store, lgbm, _ = other_formats
     text = store.get_bytes(lgbm.parts["booster"]).decode()
     digests = {label: forge(store, "lightgbm", **{**lgbm.parts, "booster": forged})
                for label, forged in lightgbm_variants(text).items()}
+    X, _ = classification
+    linear = save_model(lightgbm.LGBMRegressor(n_estimators=2, num_leaves=3, linear_tree=True,
+                                               verbose=-1).fit(X, X["x0"]), store)
+    overflow = with_tree(store.get_bytes(linear.parts["booster"]).decode(), 0, lambda b: re.sub(
+        r"^leaf_const=\S+", "leaf_const=1e400", b, flags=re.MULTILINE))  # std::stod throws
+    digests["linear leaf beyond a double"] = forge(store, "lightgbm",
+                                                   **{**linear.parts, "booster": overflow.encode()})
     script = textwrap.dedent("""
         import json, sys
         from shipyard.errors import ArtifactError

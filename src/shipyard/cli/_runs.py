@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from shipyard.cli._common import console, fmt_bytes, fmt_num, fmt_time, open_workspace
+from shipyard.cli._common import (console, fmt_bytes, fmt_num, fmt_time, fmt_when,
+                                  json_option, open_workspace, print_json, record)
+from shipyard.cli._tables import Col, choose, columns_option, fit, print_table
+
+if TYPE_CHECKING:
+    from shipyard.tracking import RunInfo
 
 FILTER_HELP = (
     "Filter syntax: \"metrics.auc > 0.9 and params.model = 'lgbm'\".\n\n"
@@ -29,6 +34,8 @@ app = typer.Typer(
 STATUS_STYLE = {"RUNNING": "cyan", "FINISHED": "green", "FAILED": "red", "KILLED": "yellow"}
 LOWER_IS_BETTER = ("loss", "error", "err", "rmse", "mse", "mae", "mape", "logloss",
                    "perplexity", "latency", "time", "seconds")
+METRIC_COLUMNS = 3
+TIMINGS = ("seconds", "time", "latency", "memory")
 
 
 def _duration(seconds: float | None) -> str:
@@ -45,21 +52,65 @@ def _status(status: str) -> str:
     return f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]"
 
 
-def _metric_columns(runs, order_by: list[str], filter: str | None, limit: int = 4) -> list[str]:
-    """The metrics worth a column: those sorted or filtered on, then the most common."""
+def _escape(text: object) -> str:
+    from rich.markup import escape
+
+    return escape(str(text))
+
+
+RUN_COLUMNS = {col.name: col for col in (
+    Col("id", lambda r: r.short_id, whole=True),
+    Col("experiment", lambda r: _escape(r.experiment)),
+    Col("name", lambda r: ("  " if r.parent_id else "") + _escape(r.name or "-")),
+    Col("status", lambda r: _status(r.status), whole=True),
+    Col("start", lambda r: fmt_when(r.start_time), whole=True),
+    Col("end", lambda r: fmt_when(r.end_time), whole=True),
+    Col("duration", lambda r: _duration(r.duration), justify="right", whole=True),
+    Col("parent", lambda r: (r.parent_id or "-")[:8], whole=True),
+    Col("seed", lambda r: fmt_num(r.seed), justify="right", whole=True),
+)}
+RUN_DEFAULT = ("id", "experiment", "name", "status", "start", "duration")
+RUN_MORE = (", metrics.<key> (or just the key), params.<key>, tags.<key>; the default adds "
+            "up to 3 metrics, those in --order-by and --filter first")
+
+
+def _metric_col(key: str) -> Col:
+    return Col(f"metrics.{key}", lambda r: fmt_num(r.metrics.get(key)), header=key,
+               justify="right", whole=True)
+
+
+def _run_col(name: str, runs: list[RunInfo]) -> Col | None:
+    """``metrics.K`` (or a bare metric key), ``params.K`` or ``tags.K`` of these runs."""
+    section, dot, key = name.partition(".")
+    if dot and section in ("metrics", "params", "tags"):
+        keys = sorted({k for r in runs for k in getattr(r, section)})
+        if key not in keys:
+            shown = ", ".join(keys[:12]) + (", ..." if len(keys) > 12 else "")
+            raise typer.BadParameter(
+                f"no run listed has {section[:-1]} {key!r} ({section} here: {shown or 'none'})",
+                param_hint="'--columns'")
+        if section == "metrics":
+            return _metric_col(key)
+        return Col(name, lambda r: _escape(getattr(r, section).get(key, "-")))
+    if any(name in r.metrics for r in runs):
+        return _metric_col(name)
+    return None
+
+
+def _metric_keys(runs: list[RunInfo], order_by: list[str], filter: str | None,
+                 limit: int = METRIC_COLUMNS) -> list[str]:
+    """The metrics worth a column: those sorted or filtered on, then the most
+    common, plain names (``auc``) before namespaced ones (``cost.co2e_g``) and
+    scores before timings (``fit_seconds``)."""
     from collections import Counter
 
-    wanted: list[str] = []
     texts = list(order_by) + ([filter] if filter else [])
     present = Counter(k for r in runs for k in r.metrics)
-    for key in present:
-        if any(f"metrics.{key}" in t or f"metrics.`{key}`" in t for t in texts):
-            wanted.append(key)
-    for key, _ in present.most_common():
-        if len(wanted) >= limit:
-            break
-        if key not in wanted:
-            wanted.append(key)
+    wanted = [key for key in present
+              if any(f"metrics.{key}" in t or f"metrics.`{key}`" in t for t in texts)]
+    ranked = sorted(present, key=lambda k: ("." in k, any(w in k for w in TIMINGS),
+                                            -present[k]))
+    wanted += [key for key in ranked if key not in wanted]
     return wanted[:limit]
 
 
@@ -77,69 +128,86 @@ def list_runs(
         help="Only runs in this status (RUNNING, FINISHED, FAILED, KILLED).")] = None,
     top_level: Annotated[bool, typer.Option(
         "--top-level", help="Hide nested runs (trials).")] = False,
+    columns: Annotated[Optional[str], columns_option(RUN_COLUMNS, RUN_DEFAULT, RUN_MORE)
+                       ] = None,
+    as_json: Annotated[bool, json_option(
+        "Print the runs (every attribute, param, metric and tag) as a JSON list.")] = False,
 ) -> None:
-    from rich.table import Table
-
     ws = open_workspace()
     order = list(order_by or [])
     kwargs = {"parent": None} if top_level else {}
     runs = ws.runs.search(filter, experiment=experiment or None, order_by=order or None,
                           limit=limit, status=status, **kwargs)
+    if as_json:
+        print_json([record(r, duration=r.duration) for r in runs])
+        return
     if not runs:
         console.print("no runs match")
         return
-    metrics = _metric_columns(runs, order, filter)
-    table = Table(title=f"{len(runs)} run{'s' if len(runs) != 1 else ''}")
-    for col in ("id", "experiment", "name", "status", "start", "duration"):
-        table.add_column(col, no_wrap=col in ("id", "status", "start"))
-    for key in metrics:
-        table.add_column(key, justify="right")
-    for r in runs:
-        name = ("  " if r.parent_id else "") + (r.name or "-")
-        table.add_row(r.short_id, r.experiment, name, _status(r.status), fmt_time(r.start_time),
-                      _duration(r.duration), *(fmt_num(r.metrics.get(k)) for k in metrics))
-    console.print(table)
+    metrics = [_metric_col(k) for k in _metric_keys(runs, order, filter)]
+    one_experiment = len({r.experiment for r in runs}) == 1
+    default = [n for n in RUN_DEFAULT if not (one_experiment and n == "experiment")]
+    cols, explicit = choose(columns, RUN_COLUMNS, default,
+                            dynamic=lambda name: _run_col(name, runs), more=RUN_MORE)
+    if not explicit:
+        cols += metrics
+    title = f"{len(runs)} run{'s' if len(runs) != 1 else ''}"
+    if one_experiment:
+        title += f" of {runs[0].experiment}"
+    optional = [c.name for c in metrics[:0:-1]] + ["duration", "start"] + \
+        [c.name for c in metrics[:1]] + ["experiment"]
+    print_table(console, runs, cols, title=title, optional=optional, explicit=explicit)
 
 
 @app.command()
-def show(run_id: Annotated[str, typer.Argument(help="Run id or a unique prefix (>= 6 chars).")]
-         ) -> None:
+def show(
+    run_id: Annotated[str, typer.Argument(help="Run id or a unique prefix (>= 6 chars).")],
+    as_json: Annotated[bool, json_option(
+        "Print the run (attributes, params, metrics, tags, inputs, artifacts, environment) "
+        "as JSON.")] = False,
+) -> None:
     """Show one run: attributes, params, metrics, tags, inputs, artifacts, environment."""
     from rich.table import Table
 
     ws = open_workspace()
     r = ws.runs.get(run_id)
+    inputs = ws.runs.inputs(r.id)
+    artifacts = ws.runs.artifacts(r.id)
+    env = ws.runs.environment(r.id)
+    if as_json:
+        print_json(record(r, duration=r.duration, inputs=inputs,
+                          artifacts=[record(a) for a in artifacts], environment=env or None))
+        return
     attrs = Table(title=f"Run {r.id}", show_header=False, box=None)
     for label, value in (
-            ("experiment", r.experiment), ("name", r.name or "-"), ("status", _status(r.status)),
+            ("experiment", _escape(r.experiment)), ("name", _escape(r.name or "-")),
+            ("status", _status(r.status)),
             ("parent", r.parent_id or "-"), ("start", fmt_time(r.start_time)),
             ("end", fmt_time(r.end_time)), ("wall time", _duration(r.wall_seconds)),
             ("cpu time", _duration(r.cpu_seconds)),
             ("peak memory", "-" if r.peak_memory_mb is None
              else f"{r.peak_memory_mb:,.0f} MB (process peak)"),
-            ("seed", fmt_num(r.seed)), ("inputs", ", ".join(ws.runs.inputs(r.id)) or "-")):
+            ("seed", fmt_num(r.seed)), ("inputs", ", ".join(inputs) or "-")):
         attrs.add_row(f"[bold]{label}", str(value))
-    console.print(attrs)
+    _print_fitted(attrs)
     if r.error:
-        console.print(f"[red bold]error:[/] {r.error}", highlight=False)
+        console.print(f"[red bold]error:[/] {_escape(r.error)}", highlight=False)
     for title, items in (("params", r.params), ("metrics (latest)", r.metrics), ("tags", r.tags)):
         if items:
             t = Table(title=title, show_header=False)
             t.add_column("key", style="bold")
             t.add_column("value", justify="right" if title.startswith("metrics") else "left")
             for k, v in items.items():
-                t.add_row(k, fmt_num(v))
-            console.print(t)
-    artifacts = ws.runs.artifacts(r.id)
+                t.add_row(_escape(k), _escape(fmt_num(v)))
+            _print_fitted(t)
     if artifacts:
         t = Table(title="artifacts")
         t.add_column("path")
-        t.add_column("size", justify="right")
-        t.add_column("digest")
+        t.add_column("size", justify="right", no_wrap=True)
+        t.add_column("digest", no_wrap=True)
         for a in artifacts:
-            t.add_row(a.path, fmt_bytes(a.size_bytes), a.digest[:12])
-        console.print(t)
-    env = ws.runs.environment(r.id)
+            t.add_row(_escape(a.path), fmt_bytes(a.size_bytes), a.digest[:12])
+        _print_fitted(t)
     if env:
         git = env.get("git") or {}
         py = env.get("python", {})
@@ -153,7 +221,12 @@ def show(run_id: Annotated[str, typer.Argument(help="Run id or a unique prefix (
         t.add_row("[bold]git", f"{git['commit'][:12]}{' (dirty)' if git.get('dirty') else ''}"
                   if git.get("commit") else "-")
         t.add_row("[bold]packages", f"{len(env.get('packages', {}))} installed")
-        console.print(t)
+        _print_fitted(t)
+
+
+def _print_fitted(table) -> None:
+    fit(table, console)
+    console.print(table)
 
 
 def _lower_is_better(key: str, minimize: list[str]) -> bool:
@@ -169,16 +242,21 @@ def compare(
     minimize: Annotated[Optional[list[str]], typer.Option(
         "--minimize", help="Metric where lower is better (repeatable). By default lower is "
                            "better for names with loss, error, rmse, mae, ... ")] = None,
+    as_json: Annotated[bool, json_option(
+        "Print {run id: {field: value}} as JSON (missing values as null).")] = False,
 ) -> None:
     """Runs side by side: differing params in yellow, the best value of each metric in bold green."""
     from rich.table import Table
 
     ws = open_workspace()
     frame = ws.runs.compare(run_ids)
+    if as_json:
+        print_json({rid: dict(frame[rid].items()) for rid in frame.columns})
+        return
     table = Table(title=f"{frame.shape[1]} runs")
-    table.add_column("field", no_wrap=True)
+    table.add_column("field")
     for rid in frame.columns:
-        table.add_column(rid[:8], justify="right")
+        table.add_column(rid[:8], justify="right", min_width=8)
     current = None
     for field, row in frame.iterrows():
         values = list(row)
@@ -188,7 +266,7 @@ def compare(
                 table.add_section()
             table.add_row(f"[bold]{section}", *([""] * len(values)))
             current = section
-        cells = [fmt_num(v) for v in values]
+        cells = [_escape(fmt_num(v)) for v in values]
         if section == "attributes":
             if key in ("start_time", "end_time"):
                 cells = [fmt_time(v) for v in values]
@@ -204,22 +282,33 @@ def compare(
             if len(numbers) > 1 and len(set(numbers)) > 1:
                 best = (min if _lower_is_better(key, minimize or []) else max)(numbers)
                 cells = [f"[bold green]{c}[/]" if v == best else c for v, c in zip(values, cells)]
-        table.add_row(f"  {key}", *cells)
-    console.print(table)
+        table.add_row(f"  {_escape(key)}", *cells)
+    _print_fitted(table)
+
+
+EXPERIMENT_COLUMNS = {col.name: col for col in (
+    Col("name", lambda e: _escape(e.name)),
+    Col("runs", lambda e: str(e.num_runs), justify="right", whole=True),
+    Col("created", lambda e: fmt_when(e.created_at), whole=True),
+    Col("id", lambda e: str(e.id), justify="right", whole=True),
+)}
+EXPERIMENT_DEFAULT = ("name", "runs", "created")
 
 
 @app.command()
-def experiments() -> None:
+def experiments(
+    columns: Annotated[Optional[str], columns_option(EXPERIMENT_COLUMNS, EXPERIMENT_DEFAULT)
+                       ] = None,
+    as_json: Annotated[bool, json_option("Print the experiments as a JSON list.")] = False,
+) -> None:
     """List experiments and their number of runs."""
-    from rich.table import Table
-
     ws = open_workspace()
-    table = Table(title="experiments")
-    for col in ("name", "runs", "created"):
-        table.add_column(col, justify="right" if col == "runs" else "left")
-    for e in ws.runs.experiments():
-        table.add_row(e.name, str(e.num_runs), fmt_time(e.created_at))
-    console.print(table)
+    found = ws.runs.experiments()
+    if as_json:
+        print_json([record(e) for e in found])
+        return
+    cols, explicit = choose(columns, EXPERIMENT_COLUMNS, EXPERIMENT_DEFAULT)
+    print_table(console, found, cols, title="experiments", explicit=explicit)
 
 
 @app.command()
@@ -234,15 +323,12 @@ def gc(
     Each run's recorded process (host, pid and start time) is checked on this
     host. Runs recorded on another host are left alone, since their processes
     cannot be seen from here: run this there."""
-    import dataclasses
-    import json
-
     from rich.markup import escape
     from rich.table import Table
 
     checks = open_workspace().runs.reap_orphans(dry_run=dry_run)
     if as_json:
-        typer.echo(json.dumps([dataclasses.asdict(c) for c in checks], indent=2))
+        print_json([record(c) for c in checks])
         return
     if not checks:
         console.print("no running runs")
@@ -254,8 +340,8 @@ def gc(
             table.add_column(col, no_wrap=col == "id", overflow="fold")
         for c in gone:
             name = ("  " if c.parent_id else "") + (c.name or "-")
-            table.add_row(c.run_id[:8], c.experiment, escape(name), escape(c.reason))
-        console.print(table)
+            table.add_row(c.run_id[:8], escape(c.experiment), escape(name), escape(c.reason))
+        _print_fitted(table)
     counts = {v: [c for c in checks if c.verdict == v]
               for v in ("gone", "alive", "other-host", "unrecorded")}
     verb = "would mark" if dry_run else "marked"

@@ -87,6 +87,9 @@ class LoadedModel:
         """Predict ``frame`` (already validated against the signature)."""
         if self.onnx is not None:
             labels, proba = self.onnx.predict(frame)
+            decide = getattr(self.model, "decide", None)
+            if decide is not None:  # per-group thresholds on the base graph's scores
+                labels = decide(frame, proba[:, 1])
             if not self.has_probabilities:
                 proba = None
             return Prediction(labels, proba, self.classes if proba is not None else None)

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from shipyard.evaluate._slices import slice_report
     from shipyard.evaluate._robustness import robustness_report
     from shipyard.evaluate._mitigation import MitigationResult, ThresholdedModel, mitigate
-    from shipyard.evaluate._gates import (ChampionRule, FairnessRule, GateCheck, GatePolicy,
+    from shipyard.evaluate._gates import (BaseRule, ChampionRule, FairnessRule, GateCheck, GatePolicy,
                                           GateResult, LatencyRule, MetricRule, RobustnessRule,
                                           check_gates, load_policy)
     from shipyard.evaluate._promote import PromotionResult, promote
@@ -42,7 +42,7 @@ _EXPORTS = {
     "robustness_report": "shipyard.evaluate._robustness",
     **dict.fromkeys(["MitigationResult", "ThresholdedModel", "mitigate"],
                     "shipyard.evaluate._mitigation"),
-    **dict.fromkeys(["ChampionRule", "FairnessRule", "GateCheck", "GatePolicy", "GateResult",
+    **dict.fromkeys(["BaseRule", "ChampionRule", "FairnessRule", "GateCheck", "GatePolicy", "GateResult",
                      "LatencyRule", "MetricRule", "RobustnessRule", "check_gates", "load_policy"],
                     "shipyard.evaluate._gates"),
     **dict.fromkeys(["PromotionResult", "promote"], "shipyard.evaluate._promote"),

@@ -118,6 +118,16 @@ class ChampionRule(_Rule):
     seed: int = 0
 
 
+class BaseRule(_Rule):
+    """A version derived from another (a fairness-mitigated model records its
+    base in tag ``mitigation.base``) may be worse than that base by at most
+    ``max_drop`` on ``metric``, measured on the same test rows. A version
+    derived from nothing passes."""
+
+    metric: str
+    max_drop: float = Field(0.0, ge=0)
+
+
 class GatePolicy(_Rule):
     """Every gate a model version must pass to be promoted (all optional).
 
@@ -125,9 +135,9 @@ class GatePolicy(_Rule):
     ----------
     metrics
         ``{metric name: MetricRule}``, on the report's ``metrics``.
-    fairness, latency, robustness, champion
+    fairness, latency, robustness, champion, base
         See :class:`FairnessRule`, :class:`LatencyRule`,
-        :class:`RobustnessRule`, :class:`ChampionRule`.
+        :class:`RobustnessRule`, :class:`ChampionRule`, :class:`BaseRule`.
     """
 
     metrics: dict[str, MetricRule] = {}
@@ -135,6 +145,7 @@ class GatePolicy(_Rule):
     latency: LatencyRule | None = None
     robustness: RobustnessRule | None = None
     champion: ChampionRule | None = None
+    base: BaseRule | None = None
 
 
 @dataclass(frozen=True)
@@ -187,6 +198,8 @@ def check_gates(
     champion_predictions: Any = None,
     y_true: Any = None,
     task: str | None = None,
+    base_value: float | None = None,
+    base_ref: str | None = None,
 ) -> GateResult:
     """Check ``report`` (and, for the champion rule, paired predictions)
     against ``policy``.
@@ -213,6 +226,9 @@ def check_gates(
     task
         ``binary``, ``multiclass`` or ``regression``; default the report's
         ``task``, else inferred from ``y_true``.
+    base_value, base_ref
+        For the base rule: the base version's ``metric`` on the same rows, and
+        its ref (``None``: the challenger is derived from nothing).
 
     Returns
     -------
@@ -238,7 +254,29 @@ def check_gates(
         checks.append(champion_check(policy.champion, challenger_predictions,
                                      champion_predictions, y_true,
                                      task=task or _get(report, "task")))
+    if policy.base is not None:
+        checks.append(base_check(policy.base, report, base_value, base_ref))
     return GateResult(checks)
+
+
+def base_check(rule: BaseRule, report: Mapping[str, Any], base_value: float | None,
+               base_ref: str | None) -> GateCheck:
+    """The :class:`BaseRule` verdict: the drop from the base's ``metric``
+    (sign flipped for metrics to minimise) must not exceed ``max_drop``."""
+    from shipyard.train import direction
+
+    name = f"base.{rule.metric}.max_drop"
+    if base_ref is None:
+        return GateCheck(name, True, None, rule.max_drop, "not derived from another version")
+    value = _get(report, "metrics", rule.metric, "value")
+    if value is None or base_value is None:
+        return GateCheck(name, False, None, rule.max_drop,
+                         f"{NOT_MEASURED}: {rule.metric} of this version or of {base_ref}")
+    drop = (base_value - value) if direction(rule.metric) == "maximize" else (value - base_value)
+    passed = drop <= rule.max_drop + 1e-12
+    return GateCheck(name, passed, float(drop), rule.max_drop,
+                     f"{rule.metric} {value:.4g} vs {base_value:.4g} for its base {base_ref}: "
+                     f"{'within' if passed else 'more than'} {rule.max_drop:g} worse")
 
 
 def _get(data: Any, *keys: str) -> Any:

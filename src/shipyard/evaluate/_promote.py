@@ -86,6 +86,7 @@ def promote(
     actor: str | None = None,
     override_reason: str | None = None,
     evaluate_fn: Callable[..., Any] | None = None,
+    force: bool = False,
 ) -> PromotionResult:
     """Promote model version ``ref`` to alias ``to`` if it passes ``policy``.
 
@@ -114,6 +115,9 @@ def promote(
     evaluate_fn
         Replaces :func:`shipyard.evaluate.evaluate` (same signature; returns
         a report with ``to_dict()`` or a dict).
+    force
+        Move the alias even when the challenger needs input columns the
+        current holder does not take (see :meth:`Registry.set_alias`).
 
     Returns
     -------
@@ -160,8 +164,14 @@ def promote(
         chal_pred = _predict(challenger, frame[inputs[challenger.ref]])
         champ_pred = _predict(holder, frame[inputs[holder.ref]], classes=chal_pred.get("classes"))
     task = report.get("task") or _task(challenger)
+    base_ref = (challenger.tags or {}).get("mitigation.base") if policy.base else None
+    base_value = None
+    if base_ref is not None:
+        base_value = _base_metric(ws, base_ref, frame, target, dataset_ref, task,
+                                  policy.base.metric)
     gates = check_gates(policy, report, challenger_predictions=chal_pred,
-                        champion_predictions=champ_pred, y_true=y, task=task)
+                        champion_predictions=champ_pred, y_true=y, task=task,
+                        base_value=base_value, base_ref=base_ref)
     previous = holder.ref if holder is not None else None
     if gates.passed:
         reason = f"promotion gates passed on {dataset_ref}: {gates.summary()}"
@@ -173,9 +183,25 @@ def promote(
         return PromotionResult(challenger.ref, alias, previous, False, False, gates, report)
     if len(reason) > MAX_REASON:
         reason = reason[:MAX_REASON - 3] + "..."
-    ws.models.set_alias(challenger.name, alias, challenger.version, actor=actor, reason=reason)
+    ws.models.set_alias(challenger.name, alias, challenger.version, actor=actor, reason=reason,
+                        force=force)
     return PromotionResult(challenger.ref, alias, previous, True, not gates.passed, gates,
                            report)
+
+
+def _base_metric(ws: Workspace, base_ref: str, frame: pd.DataFrame, target: str,
+                 dataset_ref: str, task: str, metric: str) -> float | None:
+    """``metric`` of the version ``base_ref`` on the same test rows."""
+    from shipyard.train import needs_proba, score
+
+    base = ws.models.get(base_ref)
+    got = _predict(base, frame[_inputs(base, frame, target, dataset_ref)])
+    try:
+        return float(score(task, metric, frame[target].to_numpy(), got["label"],
+                           got.get("proba") if needs_proba(metric) else None,
+                           labels=list(got.get("classes", [])) or None))
+    except (ValueError, TypeError):
+        return None
 
 
 def _holder(ws: Workspace, name: str, alias: str) -> ModelVersion | None:

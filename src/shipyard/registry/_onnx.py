@@ -78,6 +78,15 @@ def convert_onnx(model: Any, signature: dict[str, Any] | None, sample: pd.DataFr
         return OnnxConversion(f"unsupported: {exc.name} is not installed "
                               "(pip install 'shipyard[serve]')")
     inputs = (signature or {}).get("inputs") or []
+    decide = getattr(model, "decide", None)
+    if decide is not None:
+        # A model that only re-decides its base's scores (per-group thresholds):
+        # convert the base; the thresholds run in numpy on the graph's scores.
+        features = set(model.features)
+        inputs = [c for c in inputs if str(c["name"]) in features]
+        target = model.base
+    else:
+        target = model
     if not inputs:
         return OnnxConversion("unsupported: the signature lists no input columns")
     if sample is None or len(sample) == 0:
@@ -87,14 +96,17 @@ def convert_onnx(model: Any, signature: dict[str, Any] | None, sample: pd.DataFr
     if missing:
         return OnnxConversion(f"unsupported: the training data lacks column {missing[0]!r}")
     try:
-        onnx_bytes = _to_onnx(model, inputs)
+        onnx_bytes = _to_onnx(target, inputs)
     except Exception as exc:  # noqa: BLE001 -- converters fail in many ways; all mean "no"
         reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         return OnnxConversion(f"unsupported: {reason}")
-    sample = sample[names].reset_index(drop=True)
+    sample = sample[[str(c["name"]) for c in (signature or {}).get("inputs", [])]
+                    ].reset_index(drop=True)
     try:
         predictor = OnnxPredictor(onnx_bytes, signature, classes=_classes(model))
         got_labels, got_proba = predictor.predict(sample)
+        if decide is not None:
+            got_labels = np.asarray(decide(sample, got_proba[:, 1]))
         want_labels = np.asarray(model.predict(sample))
         want_proba = (np.asarray(model.predict_proba(sample), dtype=np.float64)
                       if predictor.has_probabilities and hasattr(model, "predict_proba")
@@ -292,8 +304,12 @@ class OnnxPredictor:
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         self.session = ort.InferenceSession(onnx, options, providers=["CPUExecutionProvider"])
+        graph_inputs = {i.name for i in self.session.get_inputs()}
+        # Only the columns the graph takes: a thresholded model's signature also
+        # holds its sensitive column, which only the thresholds read.
         self.columns = [(str(c["name"]), _numeric(c))
-                        for c in (signature or {}).get("inputs", [])]
+                        for c in (signature or {}).get("inputs", [])
+                        if str(c["name"]) in graph_inputs]
         self.classes = None if classes is None else np.asarray(classes)
         self.outputs = [o.name for o in self.session.get_outputs()]
         self.is_regression = len(self.outputs) == 1

@@ -8,8 +8,11 @@ insert into ``metrics`` and an upsert of ``latest_metrics``. Explicit
 exit) writes everything in the caller's thread.
 
 Durability: points are durable once a flush commits. A normal exit, a failed
-run and ``ws.close()`` flush; a hard kill (SIGKILL, power loss) loses at most
-the points of the last ``interval``.
+run and ``ws.close()`` flush; a hard kill (SIGKILL, power loss) loses the
+points logged since the last batch committed: at most ``interval`` plus the
+time that batch takes to commit (a batch being written when the kill comes is
+lost whole; its transaction never commits). ``run.flush()`` makes every point
+logged so far durable before it returns.
 """
 
 from __future__ import annotations

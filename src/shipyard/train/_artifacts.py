@@ -38,6 +38,7 @@ import importlib
 import io
 import itertools
 import json
+import math
 import re
 import zipfile
 from importlib import metadata as importlib_metadata
@@ -205,7 +206,7 @@ class ModelArtifact(BaseModel):
                 raise ValueError("not a Shipyard model manifest")
             return cls(digest=digest, format=manifest["format"], parts=manifest["parts"],
                        metadata=manifest["metadata"])
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
             raise ArtifactError(f"blob {digest} is not a model manifest: {exc}",
                                 hint="pass the digest that save_model returned") from exc
 
@@ -471,7 +472,7 @@ def _load_torch(data: bytes, config: dict, digest: str) -> Any:
     from shipyard.train._torch_mlp import TorchMLPClassifier, TorchMLPRegressor, build_module
 
     classes = {"TorchMLPClassifier": TorchMLPClassifier, "TorchMLPRegressor": TorchMLPRegressor}
-    cls = classes.get(config.get("class"))
+    cls = classes.get(config["class"]) if isinstance(config.get("class"), str) else None
     params = config.get("params")
     if cls is None or not isinstance(params, dict) or \
             not set(params) <= set(cls._get_param_names()):
@@ -524,7 +525,7 @@ def _import_for(fmt: str, module: str, digest: str | None = None) -> Any:
 def _read_json(store: ArtifactStore, digest: str) -> dict:
     try:
         value = json.loads(store.get_bytes(digest))
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise ArtifactError(f"blob {digest} is not valid JSON: {exc}") from exc
     if not isinstance(value, dict):
         raise ArtifactError(f"blob {digest} is not a JSON object")
@@ -836,6 +837,7 @@ def _tree_problem(tree: Any, width: Any, np: Any) -> str | None:
 _LGBM_INT = re.compile(r"-?[0-9]{1,10}")
 _LGBM_NUMBER = re.compile(r"[-+]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|inf|nan)",
                           re.IGNORECASE)
+_DOUBLE_MIN = 2.2250738585072014e-308  # the smallest normal double
 _LGBM_OBJECTIVES = frozenset({
     "binary", "multiclass", "multiclassova", "regression", "regression_l1", "huber", "fair",
     "poisson", "quantile", "mape", "gamma", "tweedie", "cross_entropy",
@@ -931,6 +933,24 @@ def _check_lightgbm_text(data: bytes, what: str) -> dict[str, str]:
     return header
 
 
+def _lightgbm_int(token: str) -> bool:
+    return bool(_LGBM_INT.fullmatch(token)) and -2**31 <= int(token) < 2**32
+
+
+def _lightgbm_float(token: str) -> bool:
+    """A number LightGBM parses without throwing: its linear-leaf fields go
+    through ``std::stod``, which aborts the process on overflow and on
+    underflow (a non-zero value below the smallest normal double)."""
+    if not _LGBM_NUMBER.fullmatch(token):
+        return False
+    if token.lstrip("+-").lower() in ("inf", "nan"):
+        return True
+    value = abs(float(token))  # correctly rounded, as strtod
+    if value == 0:
+        return not re.search("[1-9]", re.split("[eE]", token)[0])  # zero, not an underflow
+    return _DOUBLE_MIN <= value < math.inf
+
+
 def _lightgbm_tree_problem(block: bytes, index: int, n_features: int) -> str | None:
     try:
         text = block.decode("utf-8")
@@ -954,8 +974,8 @@ def _lightgbm_tree_problem(block: bytes, index: int, n_features: int) -> str | N
         # the linear-leaf lists may hold empty per-leaf runs; the others are single-spaced
         tokens = value.split() if key in ("leaf_features", "leaf_coeff") else (
             value.split(" ") if value else [])
-        pattern = _LGBM_INT if key in _LGBM_INT_KEYS else _LGBM_NUMBER
-        if not all(pattern.fullmatch(t) for t in tokens):
+        check = _lightgbm_int if key in _LGBM_INT_KEYS else _lightgbm_float
+        if not all(check(t) for t in tokens):
             return f"has a non-number in {key}"
         values[key] = tokens
     ints = {k: [int(t) for t in v] for k, v in values.items() if k in _LGBM_INT_KEYS}
@@ -1051,8 +1071,8 @@ def _check_lightgbm_config(header: dict[str, str], config: dict, kind: str,
                             f"features, its booster {n_features}")
     if kind == "classifier":
         classes = config.get("classes")
-        n = len(classes.get("values", ())) if isinstance(classes, dict) else \
-            len(classes or ())
+        values = classes.get("values") if isinstance(classes, dict) else classes
+        n = len(values) if isinstance(values, list) else 0
         if max(n, 2) != max(int(header["num_class"]), 2) or n < 2:
             raise ArtifactError(f"model {digest}: its config lists {n} classes, its booster "
                                 f"predicts {header['num_class']}")
@@ -1152,15 +1172,26 @@ def _jsonable(value: Any) -> Any:
 
 
 def _classes_array(data: Any) -> Any:
+    """Class labels read back from JSON (``_jsonable``'s ``{dtype, values}``),
+    as a 1-D array."""
     import numpy as np
 
-    if isinstance(data, dict) and "values" in data:
-        dtype = data.get("dtype", "object")
-        try:
-            return np.asarray(data["values"], dtype=object if dtype == "object" else dtype)
-        except TypeError as exc:
-            raise ArtifactError(f"bad class label dtype {dtype!r}") from exc
-    return np.asarray(data)
+    values, dtype = (data.get("values"), data.get("dtype", "object")) \
+        if isinstance(data, dict) else (data, None)
+    try:
+        dtype = object if dtype == "object" else np.dtype(dtype) if dtype else None
+        # labels are numbers, booleans or short strings: a forged dtype (void,
+        # a gigabyte-wide string) must not size the allocation
+        if isinstance(dtype, np.dtype) and (dtype.kind not in "biufUS"
+                                            or dtype.itemsize > 2**14):
+            raise ValueError("not a label dtype")
+        labels = np.asarray(values, dtype=dtype)
+        if labels.ndim != 1:
+            raise ValueError("not a list")
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ArtifactError(f"bad class labels {str(values)[:60]} of dtype {dtype!r}: {exc}"
+                            ) from exc
+    return labels
 
 
 def _type_path(obj: Any) -> str:

@@ -37,9 +37,14 @@ class ThresholdedModel(ClassifierMixin, BaseEstimator):
     group of a sensitive column, with randomized mixing between two
     thresholds (a frozen fairlearn ``ThresholdOptimizer``).
 
-    ``predict_proba`` gives each row's probability of a positive prediction;
-    ``predict`` draws it with a uniform number hashed from the row's content,
-    so the same row always gets the same label, in any batch.
+    The thresholds change the *decision* only. ``predict_proba`` is the base
+    model's, so ranking quality (ROC-AUC) and calibration (log loss) survive
+    mitigation; ``predict`` turns the base's positive-class score into a label
+    with the row's group thresholds: the probability of a positive decision
+    (:meth:`decision_probability`) is drawn with a uniform number hashed from
+    the row's content, so the same row always gets the same label, in any
+    batch. A group the thresholds were not fitted for (an unseen category,
+    ``""``) gets the base model's own decision (the more probable class).
 
     The model is frozen: the thresholds are parameters, fitted by
     :func:`shipyard.evaluate.mitigate` to the scores of ``base``, which must
@@ -109,8 +114,8 @@ class ThresholdedModel(ClassifierMixin, BaseEstimator):
         ------
         DataError
             ``X`` is not a DataFrame with the features and the sensitive
-            column, holds an unknown group, or ``y`` holds labels outside
-            ``classes`` or does not have one value per row.
+            column, or ``y`` holds labels outside ``classes`` or does not
+            have one value per row.
         sklearn.exceptions.NotFittedError
             ``base`` is not fitted.
         """
@@ -159,19 +164,20 @@ class ThresholdedModel(ClassifierMixin, BaseEstimator):
                             hint=f"it applies per-group thresholds on {self.sensitive!r}: "
                                  "pass that column with the features")
         keys = X[self.sensitive].astype(str).to_numpy()
-        unseen = sorted(set(keys) - set(self.groups))
-        if unseen:
-            raise DataError(f"{self.sensitive!r} holds group(s) {', '.join(unseen[:5])} that "
-                            f"the thresholds were not fitted for (known: "
-                            f"{', '.join(sorted(self.groups))})",
-                            hint="mitigate again on data that includes every group")
         return X[features], keys
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        """``(n, 2)``: the probability of each class, in ``classes_`` order."""
-        features, keys = self._columns(X)
-        scores = np.asarray(self.base.predict_proba(features))[:, 1]
-        positive = np.zeros(len(scores))
+        """``(n, 2)``: the base model's class probabilities, in ``classes_`` order."""
+        features, _ = self._columns(X)
+        return np.asarray(self.base.predict_proba(features), dtype=np.float64)
+
+    def decision_probability(self, X: pd.DataFrame, scores: np.ndarray) -> np.ndarray:
+        """The probability of a positive decision for each row, given the base
+        model's positive-class ``scores`` of those rows (from
+        :meth:`predict_proba`, or the base's ONNX graph)."""
+        _, keys = self._columns(X)
+        scores = np.asarray(scores, dtype=np.float64)
+        positive = (scores > 0.5).astype(np.float64)  # unseen groups: the base's decision
         for key, g in self.groups.items():
             rows = keys == key
             if not rows.any():
@@ -181,16 +187,20 @@ class ThresholdedModel(ClassifierMixin, BaseEstimator):
             if "p_ignore" in g:
                 p = g["p_ignore"] * g["prediction_constant"] + (1 - g["p_ignore"]) * p
             positive[rows] = p
-        return np.column_stack([1.0 - positive, positive])
+        return positive
 
-    def predict(self, X: pd.DataFrame) -> np.ndarray:
-        """Labels drawn from :meth:`predict_proba` with a per-row hash."""
-        positive = self.predict_proba(X)[:, 1]
+    def decide(self, X: pd.DataFrame, scores: np.ndarray) -> np.ndarray:
+        """Labels for the rows of ``X`` from the base's positive-class ``scores``."""
+        positive = self.decision_probability(X, scores)
         cols = [*dict.fromkeys([*list(self.features), self.sensitive])]
         hashed = pd.util.hash_pandas_object(X[cols], index=False,
                                             hash_key=f"{self.seed:016d}"[-16:]).to_numpy()
         uniform = (hashed >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
         return self.classes_[(uniform < positive).astype(int)]
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """Labels: the base's scores through the row's group thresholds."""
+        return self.decide(X, self.predict_proba(X)[:, 1])
 
     # ---------------------------------------------------------- persistence
     def save(self, store: ArtifactStore) -> ModelArtifact:

@@ -151,7 +151,7 @@ class _TorchMLP(BaseEstimator):
 
     def _split(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n = len(y)
-        n_val = round(n * self.validation_fraction)
+        n_val = int(round(n * self.validation_fraction))
         if n_val == 0 or n - n_val < 1:
             return np.arange(n), np.arange(0)
         from sklearn.model_selection import train_test_split
