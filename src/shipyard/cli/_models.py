@@ -3,11 +3,16 @@ archive, restore."""
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from shipyard.cli._common import console, fmt_num, fmt_time, open_workspace
+from shipyard.cli._common import (console, fmt_num, fmt_time, fmt_when, json_option,
+                                  open_workspace, print_json, record)
+from shipyard.cli._tables import Col, choose, columns_option, fit, print_table
+
+if TYPE_CHECKING:
+    from shipyard.registry import ModelVersion
 
 app = typer.Typer(
     help="Registered models: versions, aliases (champion, challenger, ...), rollback, "
@@ -19,60 +24,134 @@ app = typer.Typer(
 
 REASON = typer.Option("--reason", "-r", help="Why (recorded in the audit log).")
 STATUS_STYLE = {"READY": "green", "ARCHIVED": "dim"}
-METRIC_COLUMNS = 3
+METRIC_COLUMNS = 2
 
 
 def _status(status: str) -> str:
     return f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]"
 
 
-@app.command("list")
-def list_models() -> None:
-    """List registered models with their newest version and aliases."""
+def _escape(text: object) -> str:
     from rich.markup import escape
-    from rich.table import Table
 
+    return escape(str(text))
+
+
+def _version_json(v: ModelVersion, **extra: object) -> dict:
+    return record(v, ref=v.ref, **extra)
+
+
+MODEL_COLUMNS = {col.name: col for col in (
+    Col("name", lambda m: _escape(m.name)),
+    Col("latest", lambda m: str(m.latest_version), justify="right", whole=True),
+    Col("versions", lambda m: str(m.num_versions), justify="right", whole=True),
+    Col("aliases", lambda m: ", ".join(f"{a}→{v}" for a, v in m.aliases.items()) or "-"),
+    Col("created", lambda m: fmt_when(m.created_at), whole=True),
+    Col("updated", lambda m: fmt_when(m.updated_at), whole=True),
+    Col("description", lambda m: _escape(m.description or "")),
+)}
+MODEL_DEFAULT = ("name", "latest", "aliases", "updated", "description")
+
+
+@app.command("list")
+def list_models(
+    columns: Annotated[Optional[str], columns_option(MODEL_COLUMNS, MODEL_DEFAULT)] = None,
+    as_json: Annotated[bool, json_option("Print the models as a JSON list.")] = False,
+) -> None:
+    """List registered models with their newest version and aliases."""
     models = open_workspace().models.list()
+    if as_json:
+        print_json([record(m) for m in models])
+        return
+    cols, explicit = choose(columns, MODEL_COLUMNS, MODEL_DEFAULT)
     if not models:
         console.print("no models registered yet (register one with `shipyard models register`)")
         return
-    table = Table(title=f"{len(models)} model{'s' if len(models) != 1 else ''}")
-    for col in ("name", "latest", "versions", "aliases", "updated", "description"):
-        table.add_column(col, justify="right" if col in ("latest", "versions") else "left")
-    for m in models:
-        aliases = ", ".join(f"{a}→{v}" for a, v in m.aliases.items()) or "-"
-        table.add_row(m.name, str(m.latest_version), str(m.num_versions), aliases,
-                      fmt_time(m.updated_at), escape(m.description or ""))
-    console.print(table)
+    print_table(console, models, cols, title=f"{len(models)} model{'s' if len(models) != 1 else ''}",
+                optional=("updated", "description"), explicit=explicit)
+
+
+VERSION_COLUMNS = {col.name: col for col in (
+    Col("version", lambda v: str(v.version), whole=True),
+    Col("status", lambda v: _status(v.status), whole=True),
+    Col("aliases", lambda v: ", ".join(v.aliases) or "-"),
+    Col("created", lambda v: fmt_when(v.created_at), whole=True),
+    Col("run", lambda v: v.run_id[:8], whole=True),
+    Col("dataset", lambda v: _escape(v.dataset_version or "-")),
+    Col("by", lambda v: _escape(v.created_by or "-")),
+    Col("model", lambda v: v.artifact_digest[:12], whole=True),
+    Col("description", lambda v: _escape(v.description or "")),
+)}
+VERSION_DEFAULT = ("version", "status", "aliases", "created", "run", "dataset")
+VERSION_MORE = (", metrics.<key> (or just the key); the default adds 2 metrics, held-out "
+                "test scores first")
+
+
+def _metric_col(key: str) -> Col:
+    return Col(f"metrics.{key}", lambda v: fmt_num(v.metrics.get(key)), header=key,
+               justify="right", whole=True)
+
+
+def _version_metric(name: str, versions: list[ModelVersion]) -> Col | None:
+    key = name.removeprefix("metrics.")
+    if any(key in v.metrics for v in versions):
+        return _metric_col(key)
+    if name.startswith("metrics."):
+        keys = sorted({k for v in versions for k in v.metrics})
+        raise typer.BadParameter(f"no version has metric {key!r} (metrics: "
+                                 f"{', '.join(keys) or 'none'})", param_hint="'--columns'")
+    return None
+
+
+def _headline_metrics(versions: list[ModelVersion], limit: int = METRIC_COLUMNS) -> list[str]:
+    """The metrics worth a column: the test score of the metric training
+    optimised (``test.roc_auc`` beside ``best.roc_auc``), other test scores,
+    then plain names, each by how many versions have it."""
+    from collections import Counter
+
+    present = Counter(k for v in versions for k in v.metrics)
+    tuned = {k.removeprefix("best.") for k in present if k.startswith("best.")}
+
+    def rank(key: str) -> tuple:
+        test = key.startswith("test.")
+        return (not (test and key.removeprefix("test.") in tuned), not test, "." in key,
+                -present[key])
+
+    return sorted(present, key=rank)[:limit]
 
 
 @app.command()
-def show(ref: Annotated[str, typer.Argument(
+def show(
+    ref: Annotated[str, typer.Argument(
         help="A model NAME (all its versions) or a version ref: NAME@N, NAME@ALIAS, "
-             "NAME@latest.")]) -> None:
+             "NAME@latest.")],
+    columns: Annotated[Optional[str], columns_option(
+        VERSION_COLUMNS, VERSION_DEFAULT, VERSION_MORE + " (a NAME only)")] = None,
+    as_json: Annotated[bool, json_option(
+        "Print the versions and alias moves (a NAME), or the version with its lineage "
+        "(a ref), as JSON.")] = False,
+) -> None:
     """Show a model's versions (aliases, metrics, lineage), or one version in detail."""
     ws = open_workspace()
     if "@" in ref:
-        _show_version(ws, ref)
+        _show_version(ws, ref, as_json)
         return
-    from collections import Counter
-
-    from rich.table import Table
-
     versions = ws.models.versions(ref)
-    counts = Counter(k for v in versions for k in v.metrics)
-    metrics = [k for k, _ in counts.most_common(METRIC_COLUMNS)]
-    table = Table(title=f"model {ref}")
-    for col in ("version", "status", "aliases", "run", "dataset", "created", "by"):
-        table.add_column(col, no_wrap=col in ("version", "run", "created"))
-    for key in metrics:
-        table.add_column(key, justify="right")
-    for v in versions:
-        table.add_row(str(v.version), _status(v.status), ", ".join(v.aliases) or "-",
-                      v.run_id[:8], v.dataset_version or "-", fmt_time(v.created_at),
-                      v.created_by or "-", *(fmt_num(v.metrics.get(k)) for k in metrics))
-    console.print(table)
     history = ws.models.alias_history(ref)
+    if as_json:
+        print_json({"name": ref, "versions": [_version_json(v) for v in versions],
+                    "alias_history": [record(e) for e in history]})
+        return
+    metrics = [_metric_col(k) for k in _headline_metrics(versions)]
+    cols, explicit = choose(columns, VERSION_COLUMNS, VERSION_DEFAULT,
+                            dynamic=lambda name: _version_metric(name, versions),
+                            more=VERSION_MORE)
+    if not explicit:
+        cols += metrics
+    optional = [c.name for c in metrics[:0:-1]] + ["dataset", "run", "created"] + \
+        [c.name for c in metrics[:1]]
+    print_table(console, versions, cols, title=f"model {ref}", optional=optional,
+                explicit=explicit)
     if history:
         _print_history(history[-10:], title="alias moves (latest 10)")
 

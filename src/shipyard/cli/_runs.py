@@ -91,10 +91,19 @@ def _run_col(name: str, runs: list[RunInfo]) -> Col | None:
                 param_hint="'--columns'")
         if section == "metrics":
             return _metric_col(key)
-        return Col(name, lambda r: _escape(getattr(r, section).get(key, "-")))
+        return Col(name, lambda r: _escape(_short(getattr(r, section).get(key, "-"))))
     if any(name in r.metrics for r in runs):
         return _metric_col(name)
     return None
+
+
+def _short(value: str) -> str:
+    """A param in a table: ``0.08690152650329905`` as ``0.0869`` (exact in --json)."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return value if number.is_integer() or len(value) <= 8 else f"{number:.4g}"
 
 
 def _metric_keys(runs: list[RunInfo], order_by: list[str], filter: str | None,

@@ -134,10 +134,10 @@ def fit(table: Table, console: Console) -> bool:
 
     A table that fits as it is keeps Rich's layout. Otherwise the widest
     columns give way first, none below its longest word (nor, for a column
-    that never wraps, below its longest line): Rich itself would squeeze every
-    column alike. When even that is too wide, unwrappable columns keep their
-    width, the others share what is left and fold (never an ellipsis), and
-    the result is False.
+    that never wraps, below its longest line); Rich itself would squeeze every
+    column alike, down to ``e…``. When even that is too wide, the result is
+    False, headers stay whole as far as they can, and cells fold (never an
+    ellipsis).
     """
     columns = table.columns
     if not columns:
@@ -157,8 +157,7 @@ def fit(table: Table, console: Console) -> bool:
         sizes = [_measure(console, options, cell) for cell in cells]
         high = max((high for _, high in sizes), default=1)
         low = high if col.no_wrap else max((low for low, _ in sizes), default=1)
-        if col.overflow != "fold" and not col.no_wrap:
-            col.overflow = "fold"  # a word longer than its column folds, never "wor…"
+        col.overflow = "fold"  # a word longer than its column folds, never "wor…"
         lows.append(low)
         highs.append(high)
     if sum(highs) <= room:
@@ -166,12 +165,16 @@ def fit(table: Table, console: Console) -> bool:
     if sum(lows) <= room:
         widths = _water_fill(lows, highs, room)
         fits = True
-    else:
-        fixed = sum(low for low, col in zip(lows, columns) if col.no_wrap)
-        wrapping = [low for low, col in zip(lows, columns) if not col.no_wrap]
-        share = max(room - fixed, len(wrapping))
-        scaled = iter(_water_fill([1] * len(wrapping), wrapping, share))
-        widths = [low if col.no_wrap else next(scaled) for low, col in zip(lows, columns)]
+    else:  # too narrow for some word: keep headers whole if possible, fold the cells
+        heads = [_measure(console, options, col.header)[1] if table.show_header else 1
+                 for col in columns]
+        # ids, refs and times whole if the other headers still fit, else every header
+        firsts = [low if col.no_wrap else head for col, low, head in zip(columns, lows, heads)]
+        floors = next((f for f in (firsts, heads) if sum(f) <= room), [1] * len(columns))
+        widths = _water_fill(floors, lows, room)
+        for col, width, low in zip(columns, widths, lows):
+            if width < low:
+                col.no_wrap = False  # fold what does not fit rather than cut it
         fits = False
     for col, width in zip(columns, widths):
         col.width = max(width, 1)

@@ -33,7 +33,8 @@ if TYPE_CHECKING:
     from shipyard.train._executors import EXECUTORS, Executor, make_executor
     from shipyard.train._reproduce import ReproItem, ReproReport, reproduce
     from shipyard.train._study import CandidateResult
-    from shipyard.train._trainer import TrainResult, print_result, train, train_project
+    from shipyard.train._trainer import (TrainResult, infer_signature, print_result, train,
+                                         train_project)
 
 #: Public name -> private module that defines it (resolved lazily).
 _EXPORTS = {
@@ -57,8 +58,8 @@ _EXPORTS = {
     **dict.fromkeys(["EXECUTORS", "Executor", "make_executor"], "shipyard.train._executors"),
     **dict.fromkeys(["ReproItem", "ReproReport", "reproduce"], "shipyard.train._reproduce"),
     "CandidateResult": "shipyard.train._study",
-    **dict.fromkeys(["TrainResult", "print_result", "train", "train_project"],
-                    "shipyard.train._trainer"),
+    **dict.fromkeys(["TrainResult", "infer_signature", "print_result", "train",
+                     "train_project"], "shipyard.train._trainer"),
 }
 __all__ = sorted(_EXPORTS)
 

@@ -787,6 +787,9 @@ def _check_tree_nodes(model: Any, what: str) -> None:
                                          "shipyard.train.save_model")
         elif isinstance(obj, BaseEstimator):
             own = obj.__dict__.get("n_features_in_")
+            if own is not None and not isinstance(own, (int, np.integer)):
+                raise ArtifactError(f"refused to load {what}: a {type(obj).__name__} in it "
+                                    f"has n_features_in_ {str(own)[:40]}")
             if width is not None and own is not None and own != width:
                 raise ArtifactError(f"refused to load {what}: a {type(obj).__name__} in it "
                                     f"takes {own} features inside a model taking {width}")

@@ -144,9 +144,6 @@ def train(ws: Workspace, spec: ProjectSpec, *, progress: Progress | None = None,
     deadline = time.monotonic() + search.timeout if search.timeout else None
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    from shipyard.train._executors import make_executor
-    from shipyard.train._study import open_study, search_candidate, storage_for, study_name
-
     try:
         with ws.start_run(
                 experiment, name="study", seed=spec.seed, inputs=[version],
@@ -161,39 +158,11 @@ def train(ws: Workspace, spec: ProjectSpec, *, progress: Progress | None = None,
             study_run.log_text("spec.json", json.dumps(spec_record(spec, version.ref),
                                                        indent=2, ensure_ascii=False))
             study_run.log_dict("split.json", prepared.split.describe())
-            storage = storage_for(ws.db.url)
-            results: list[CandidateResult] = []
-            with make_executor(search.executor, n_jobs=search.n_jobs,
-                               address=search.address) as pool:
-                pool.start(prepared.data)
-                for cand in spec.train.candidates:
-                    name = study_name(spec, cand, version.ref, experiment,
-                                      prepared.split.digest)
-                    study = open_study(storage, name, spec, cand, resume=resume)
-                    results.append(search_candidate(study, spec, cand, pool, study_run,
-                                                    cost=cost, deadline=deadline,
-                                                    progress=progress))
-                worker_cpu = 0.0 if pool.in_process else sum(r.cpu_seconds for r in results)
-            for r in results:
-                if r.best_value is not None:
-                    study_run.log_metrics({f"{r.name}.best_{spec.metric}": r.best_value,
-                                           f"{r.name}.complete": r.n_complete,
-                                           f"{r.name}.pruned": r.n_pruned,
-                                           f"{r.name}.failed": r.n_failed})
-            best = _best(results, spec.direction)
-            if best is None:
-                raise TrainingError(
-                    f"no trial of any candidate completed ({sum(r.n_failed for r in results)} "
-                    "failed)", hint="see the failed trial runs' errors with "
-                    f"`shipyard runs list --experiment {experiment}`")
-            final = _refit(ws, spec, study_run, prepared, best, version, cost)
-            study_run.log_metrics({f"best.{spec.metric}": best.best_value,
-                                   **{f"test.{k}": v for k, v in final["test"].items()}})
-            # The study run carries the model contract too, so either run id can be
-            # registered: the signature beside the model digest.
-            study_run.log_dict("model/signature.json", final["signature"])
-            study_run.set_tags({"model.digest": final["model"].digest,
-                                "best.candidate": best.name, "final.run": final["run_id"]})
+            results, worker_cpu = _search_candidates(
+                ws, spec, prepared, version, experiment, study_run, cost=cost,
+                deadline=deadline, resume=resume, progress=progress)
+            best, final = _refit_best(ws, spec, study_run, prepared, version, experiment,
+                                      results, cost)
             total_cpu = time.process_time() - cpu0 + worker_cpu
             study_run.log_metrics(cost.metrics(total_cpu))
     finally:
@@ -205,6 +174,57 @@ def train(ws: Workspace, spec: ProjectSpec, *, progress: Progress | None = None,
         test_metrics=final["test"], model=final["model"], candidates=results,
         signature=final["signature"], split=prepared.split.describe(),
         cost=cost.metrics(total_cpu))
+
+
+def _search_candidates(ws: Workspace, spec: ProjectSpec, prepared: Prepared, version: Any,
+                       experiment: str, study_run: Any, *, cost: CostModel,
+                       deadline: float | None, resume: bool, progress: Progress | None
+                       ) -> tuple[list[CandidateResult], float]:
+    """One tracked Optuna study a candidate, on one executor; return the
+    results and the CPU seconds its workers spent (0 when in process)."""
+    from shipyard.train._executors import make_executor
+    from shipyard.train._study import open_study, search_candidate, storage_for, study_name
+
+    search = spec.train.search
+    storage = storage_for(ws.db.url)
+    results: list[CandidateResult] = []
+    with make_executor(search.executor, n_jobs=search.n_jobs, address=search.address) as pool:
+        pool.start(prepared.data)
+        for cand in spec.train.candidates:
+            name = study_name(spec, cand, version.ref, experiment, prepared.split.digest)
+            study = open_study(storage, name, spec, cand, resume=resume)
+            results.append(search_candidate(study, spec, cand, pool, study_run, cost=cost,
+                                            deadline=deadline, progress=progress))
+        worker_cpu = 0.0 if pool.in_process else sum(r.cpu_seconds for r in results)
+    for r in results:
+        if r.best_value is not None:
+            study_run.log_metrics({f"{r.name}.best_{spec.metric}": r.best_value,
+                                   f"{r.name}.complete": r.n_complete,
+                                   f"{r.name}.pruned": r.n_pruned,
+                                   f"{r.name}.failed": r.n_failed})
+    return results, worker_cpu
+
+
+def _refit_best(ws: Workspace, spec: ProjectSpec, study_run: Any, prepared: Prepared,
+                version: Any, experiment: str, results: list[CandidateResult],
+                cost: CostModel) -> tuple[CandidateResult, dict[str, Any]]:
+    """Refit the best candidate on train+validation, score it once on the test
+    rows, and record the model contract on the study run."""
+    best = _best(results, spec.direction)
+    if best is None:
+        raise TrainingError(
+            f"no trial of any candidate completed ({sum(r.n_failed for r in results)} "
+            "failed)", hint="see the failed trial runs' errors with "
+            f"`shipyard runs list --experiment {experiment}`")
+    final = _refit(ws, spec, study_run, prepared, best, version, cost)
+    study_run.log_metrics({f"best.{spec.metric}": best.best_value,
+                           **{f"test.{k}": v for k, v in final["test"].items()}})
+    # The study run carries the model contract too, so either run id can be
+    # registered: the signature beside the model digest.
+    study_run.log_dict("model/signature.json", final["signature"])
+    study_run.set_tags({"model.digest": final["model"].digest,
+                        "best.candidate": best.name, "final.run": final["run_id"]})
+    return best, final
 
 
 def train_project(ws: Workspace, spec: ProjectSpec, *, console: Any = None,
@@ -373,8 +393,40 @@ def _log_model(run: Any, ws: Workspace, artifact: ModelArtifact) -> None:
 
 def model_signature(X: pd.DataFrame, kinds: dict[str, str], model: Any,
                     spec: ProjectSpec) -> dict[str, Any]:
+    """The signature of a model trained from ``spec``: see :func:`infer_signature`."""
+    return infer_signature(X, model, task=spec.task, target=spec.target, kinds=kinds)
+
+
+def infer_signature(X: pd.DataFrame, model: Any, *, task: str, target: str | None = None,
+                    kinds: dict[str, str] | None = None) -> dict[str, Any]:
     """Input columns (dtype, kind, nullability, allowed categories) and the
-    output kind (``probabilities``, ``label`` or ``value``) with the classes."""
+    output kind (``probabilities``, ``label`` or ``value``) with the classes.
+
+    Parameters
+    ----------
+    X
+        Rows the model takes (training rows, or a sample of them).
+    model
+        The fitted model: its ``classes_`` and whether it has ``predict_proba``.
+    task
+        ``binary``, ``multiclass`` or ``regression``.
+    target
+        Name of the predicted column, when known.
+    kinds
+        Preprocessing kind of each column; default inferred from ``X``
+        (:func:`~shipyard.train.column_kinds`).
+
+    >>> import pandas as pd
+    >>> from sklearn.linear_model import LinearRegression
+    >>> X = pd.DataFrame({"a": [1.0, None, 3.0], "b": [1, 2, 3]})
+    >>> sig = infer_signature(X, LinearRegression(), task="regression")
+    >>> [(c["name"], c["dtype"], c["nullable"]) for c in sig["inputs"]], sig["output"]
+    ([('a', 'float64', True), ('b', 'int64', False)], {'task': 'regression', 'kind': 'value'})
+    """
+    if kinds is None:
+        from shipyard.train._preprocess import column_kinds
+
+        kinds = column_kinds(X, list(X.columns))
     inputs = []
     for col, kind in kinds.items():
         entry: dict[str, Any] = {"name": col, "dtype": str(X[col].dtype), "kind": kind,
@@ -384,8 +436,9 @@ def model_signature(X: pd.DataFrame, kinds: dict[str, str], model: Any,
             if len(values) <= MAX_SIGNATURE_CATEGORIES:
                 entry["categories"] = sorted(_plain(v) for v in values)
         inputs.append(entry)
-    output: dict[str, Any] = {"target": spec.target, "task": spec.task}
-    if spec.task == "regression":
+    output: dict[str, Any] = {"target": target, "task": task} if target is not None \
+        else {"task": task}
+    if task == "regression":
         output["kind"] = "value"
     else:
         output["kind"] = "probabilities" if hasattr(model, "predict_proba") else "label"
