@@ -15,6 +15,7 @@ seed, train,
 cost
 gates         :class:`shipyard.evaluate.GatePolicy`       ``shipyard.evaluate``
 deploy        ``{model: shipyard.deploy.Deployment}``      ``shipyard.deploy``
+monitor       :class:`shipyard.monitor.MonitorPolicy`      ``shipyard.monitor``
 ============  ==========================================  ==================
 
 A new stage adds its section as one field of :class:`Project` (and one row
@@ -48,6 +49,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError, field_validator
 from shipyard.deploy import Deployment
 from shipyard.errors import ConfigError
 from shipyard.evaluate import GatePolicy
+from shipyard.monitor import MonitorPolicy
 from shipyard.names import did_you_mean
 from shipyard.train import PARAM_TYPES, ProjectSpec, resolvable_problems
 
@@ -63,6 +65,8 @@ class Project(ProjectSpec):
     gates: GatePolicy | None = None
     #: How servers route each model, stored by ``shipyard deploy NAME --from shipyard.yaml``.
     deploy: dict[str, Deployment] | None = None
+    #: How production traffic is watched: windows, thresholds, alert rules.
+    monitor: MonitorPolicy | None = None
 
     @field_validator("deploy")
     @classmethod

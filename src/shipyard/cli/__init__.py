@@ -11,7 +11,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from shipyard.cli._common import console, err_console, open_workspace, set_home, state
+from shipyard.cli._common import (console, err_console, json_option, open_workspace,
+                                  print_json, record, set_home, state)
 from shipyard.cli._audit import app as audit_app
 from shipyard.cli._data import app as data_app
 from shipyard.cli._deploy import deploy_command
@@ -78,12 +79,18 @@ def gc(
         help="Keep unreferenced blobs younger than this many seconds (a writer may not "
              "have committed its record yet).")] = 3600.0,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only report what would go.")] = False,
+    as_json: Annotated[bool, json_option(
+        "Print the report (scanned, referenced, deleted digests, freed bytes) as JSON.")
+    ] = False,
 ) -> None:
     """Delete artifact blobs that no dataset version, run or model references."""
     from shipyard.cli._common import fmt_bytes
 
     ws = open_workspace()
     report = ws.gc(grace_seconds=grace, dry_run=dry_run)
+    if as_json:
+        print_json(record(report, dry_run=dry_run))
+        return
     verb = "would delete" if dry_run else "deleted"
     console.print(f"scanned {report.scanned} blobs, {report.referenced} referenced; "
                   f"{verb} {len(report.deleted)} ({fmt_bytes(report.freed_bytes)}); "
@@ -91,11 +98,21 @@ def gc(
 
 
 @app.command()
-def info() -> None:
+def info(
+    as_json: Annotated[bool, json_option("Print the same facts as JSON.")] = False,
+) -> None:
     """Show where the workspace lives and what it holds."""
     from rich.table import Table
 
+    from shipyard.cli._tables import fit
+
     ws = open_workspace()
+    if as_json:
+        print_json({"home": str(ws.settings.home), "database": ws.db.safe_url,
+                    "schema": ws.db.current_revision(), "artifacts": ws.artifacts.url,
+                    "encryption": "AES-256-GCM" if ws.artifacts.encrypted else None,
+                    "counts": ws.counts()})
+        return
     table = Table(show_header=False, box=None)
     table.add_column("what", style="bold")
     table.add_column("value", overflow="fold")  # paths and URLs wrap, never cut
@@ -106,6 +123,7 @@ def info() -> None:
     table.add_row("encryption", "AES-256-GCM" if ws.artifacts.encrypted else "off")
     for label, count in ws.counts().items():
         table.add_row(label, str(count))
+    fit(table, console)
     console.print(table)
 
 

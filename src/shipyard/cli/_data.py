@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.markup import escape
 
-from shipyard.cli._common import console, fmt_bytes, fmt_num, fmt_time, open_workspace
+from shipyard.cli._common import (console, fmt_bytes, fmt_num, fmt_time, fmt_when, json_option,
+                                  open_workspace, print_json, record, stdout_reserved)
+from shipyard.cli._tables import Col, choose, columns_option, fit, print_table
 
 if TYPE_CHECKING:
     from shipyard.data import DatasetVersion
@@ -54,6 +57,9 @@ def add(
     header: Annotated[Optional[list[str]], typer.Option(
         "--header", "-H", metavar="'KEY: VALUE'",
         help="HTTP: a request header (repeatable); credentials are never recorded.")] = None,
+    as_json: Annotated[bool, json_option(
+        "Print the version (ref, content hash, shape, validation, ...) as JSON; `new` is "
+        "false when the content was registered already.")] = False,
 ) -> None:
     """Register a new version of dataset NAME from SOURCE.
 
@@ -78,9 +84,13 @@ def add(
                              headers=headers or None)
     exps = load_expectations(expectations) if expectations else None
     ws = open_workspace()
-    version = ws.datasets.register(name, src, expectations=exps, force=force,
-                                   parents=parent or None, transform=transform,
-                                   description=description)
+    with stdout_reserved(as_json):
+        version = ws.datasets.register(name, src, expectations=exps, force=force,
+                                       parents=parent or None, transform=transform,
+                                       description=description)
+    if as_json:
+        print_json(_version_json(version))
+        return
     shape = (f"{version.num_rows:,} rows x {version.num_columns} columns, "
              f"{fmt_bytes(version.size_bytes)}")
     if not version.new:
@@ -98,48 +108,100 @@ def add(
             console.print(f"expectations: {escape(str(report))}", highlight=False)
 
 
-@app.command("list")
-def list_() -> None:
-    """List datasets with their latest version."""
-    from rich.table import Column, Table
+def _version_json(v: DatasetVersion, *, full: bool = True) -> dict:
+    """A version as JSON; its profile is `data profile --json`'s, and a
+    listing leaves out the schema, source and validation details too."""
+    data = record(v, ref=v.ref)
+    data.pop("profile")
+    if not full:
+        for key in ("schema", "source", "expectations", "validation"):
+            data.pop(key)
+        data["checks"] = _checks_cell(v)
+    return data
 
+
+DATASET_COLUMNS = {col.name: col for col in (
+    Col("name", lambda s: escape(s.name)),
+    Col("latest", lambda s: f"@{s.latest_version}", whole=True),
+    Col("versions", lambda s: str(s.num_versions), justify="right", whole=True),
+    Col("rows", lambda s: f"{s.num_rows:,}", justify="right", whole=True),
+    Col("columns", lambda s: str(s.num_columns), justify="right", whole=True),
+    Col("created", lambda s: fmt_when(s.created_at), whole=True),
+    Col("updated", lambda s: fmt_when(s.updated_at), whole=True),
+    Col("description", lambda s: escape(s.description or "")),
+)}
+DATASET_DEFAULT = ("name", "latest", "rows", "columns", "updated", "description")
+
+
+@app.command("list")
+def list_(
+    columns: Annotated[Optional[str], columns_option(DATASET_COLUMNS, DATASET_DEFAULT)] = None,
+    as_json: Annotated[bool, json_option(
+        "Print the datasets, with their latest version, as a JSON list.")] = False,
+) -> None:
+    """List datasets with their latest version."""
     ws = open_workspace()
     summaries = ws.datasets.list()
+    if as_json:
+        print_json([record(s, ref=s.ref) for s in summaries])
+        return
+    cols, explicit = choose(columns, DATASET_COLUMNS, DATASET_DEFAULT)
     if not summaries:
         console.print("no datasets yet; add one with `shipyard data add NAME FILE`")
         return
-    table = Table(Column("name", no_wrap=True), "latest", "versions", "rows", "columns",
-                  "updated", "description")
-    for s in summaries:
-        table.add_row(s.name, f"@{s.latest_version}", str(s.num_versions), f"{s.num_rows:,}",
-                      str(s.num_columns), fmt_time(s.updated_at), escape(s.description or ""))
-    console.print(table)
+    print_table(console, summaries, cols, optional=("updated", "description"),
+                explicit=explicit)
+
+
+VERSION_COLUMNS = {col.name: col for col in (
+    # Refs are what users copy into the next command: never cut them.
+    Col("version", lambda v: v.ref, whole=True),
+    Col("rows", lambda v: f"{v.num_rows:,}", justify="right", whole=True),
+    Col("cols", lambda v: str(v.num_columns), justify="right", whole=True),
+    Col("size", lambda v: fmt_bytes(v.size_bytes), justify="right", whole=True),
+    Col("content", lambda v: v.content_hash[:12], whole=True),
+    Col("created", lambda v: fmt_when(v.created_at), whole=True),
+    Col("by", lambda v: escape(v.created_by or "-")),
+    Col("checks", lambda v: _checks_cell(v)),
+    Col("parents", lambda v: ", ".join(v.parents) or "-"),
+    Col("description", lambda v: escape(v.description or "")),
+    Col("transform", lambda v: escape(v.transform or "")),
+)}
+VERSION_DEFAULT = ("version", "rows", "cols", "size", "created", "checks", "parents")
 
 
 @app.command("versions")
-def versions(name: Annotated[str, typer.Argument(help="Dataset name.")]) -> None:
+def versions(
+    name: Annotated[str, typer.Argument(help="Dataset name.")],
+    columns: Annotated[Optional[str], columns_option(VERSION_COLUMNS, VERSION_DEFAULT)] = None,
+    as_json: Annotated[bool, json_option("Print the versions as a JSON list.")] = False,
+) -> None:
     """List every version of dataset NAME."""
-    from rich.table import Column, Table
-
     ws = open_workspace()
-    # Refs are what users copy into the next command: never cut them.
-    table = Table(Column("version", no_wrap=True, min_width=8), "rows", "cols", "size",
-                  "content", "created", "by", "checks", "parents")
-    for v in ws.datasets.versions(name):
-        table.add_row(v.ref, f"{v.num_rows:,}", str(v.num_columns), fmt_bytes(v.size_bytes),
-                      v.content_hash[:12], fmt_time(v.created_at), escape(v.created_by or "-"),
-                      _checks_cell(v), ", ".join(v.parents) or "-")
-    console.print(table)
+    found = ws.datasets.versions(name)
+    if as_json:
+        print_json([_version_json(v, full=False) for v in found])
+        return
+    cols, explicit = choose(columns, VERSION_COLUMNS, VERSION_DEFAULT)
+    print_table(console, found, cols, optional=("size", "parents", "checks", "created"),
+                explicit=explicit)
 
 
 @app.command("show")
-def show(ref: Annotated[str, typer.Argument(help="Version: NAME, NAME@latest or NAME@N.")]
-         ) -> None:
+def show(
+    ref: Annotated[str, typer.Argument(help="Version: NAME, NAME@latest or NAME@N.")],
+    as_json: Annotated[bool, json_option(
+        "Print the version (metadata, schema, source, validation, lineage) as JSON.")] = False,
+) -> None:
     """Show one version: metadata, schema, validation and lineage."""
     from rich.table import Table
 
     ws = open_workspace()
     v = ws.datasets.get(ref)
+    children = ws.datasets.children(v)
+    if as_json:
+        print_json({**_version_json(v), "children": [c.ref for c in children]})
+        return
     meta = Table(show_header=False, box=None, title=f"[bold]{v.ref}[/]", title_justify="left")
     meta.add_column("field", no_wrap=True)
     meta.add_column("value", overflow="fold")  # digests and paths are copied whole
@@ -154,56 +216,95 @@ def show(ref: Annotated[str, typer.Argument(help="Version: NAME, NAME@latest or 
         if value:
             meta.add_row(label, escape(value))
     meta.add_row("parents", ", ".join(v.parents) or "-")
-    children = ws.datasets.children(v)
     meta.add_row("children", ", ".join(c.ref for c in children) or "-")
     meta.add_row("validation", _checks_cell(v))
-    console.print(meta)
+    _print_fitted(meta)
 
     schema = Table("column", "type", "arrow type", "missing", title="schema",
                    title_justify="left")
     columns = v.profile.get("columns", {})
     for col in v.schema:
         missing = columns.get(col["name"], {}).get("missing")
-        schema.add_row(escape(col["name"]), col["type"], col["arrow_type"], fmt_num(missing))
-    console.print(schema)
+        schema.add_row(escape(col["name"]), col["type"], escape(col["arrow_type"]),
+                       fmt_num(missing))
+    _print_fitted(schema)
 
     report = v.validation_report
     if report is not None and not report.passed:
         console.print(escape(str(report)), highlight=False)
 
 
-@app.command("profile")
-def profile(ref: Annotated[str, typer.Argument(help="Version: NAME, NAME@latest or NAME@N.")]
-            ) -> None:
-    """Show per-column statistics of a version."""
-    from rich.table import Table
+def _print_fitted(table) -> None:
+    fit(table, console)
+    console.print(table)
 
+
+def _stat(key: str) -> Callable[[tuple[str, dict]], str]:
+    return lambda item: fmt_num(item[1].get(key))
+
+
+def _count(key: str) -> Callable[[tuple[str, dict]], str]:
+    return lambda item: f"{item[1][key]:,}"
+
+
+def _top(item: tuple[str, dict]) -> str:
+    return escape(", ".join(f"{t['value']} ({t['count']})" for t in item[1].get("top", [])[:3]))
+
+
+PROFILE_COLUMNS = {col.name: col for col in (
+    Col("column", lambda item: escape(item[0])),
+    Col("type", lambda item: item[1]["dtype"], whole=True),
+    Col("count", _count("count"), justify="right", whole=True),
+    Col("missing", _count("missing"), justify="right", whole=True),
+    Col("distinct", _count("distinct"), justify="right", whole=True),
+    Col("mean", _stat("mean"), justify="right", whole=True),
+    Col("std", _stat("std"), justify="right", whole=True),
+    Col("min", _stat("min"), justify="right", whole=True),
+    Col("median", lambda item: fmt_num((item[1].get("quantiles") or {}).get("p50")),
+        justify="right", whole=True),
+    Col("max", _stat("max"), justify="right", whole=True),
+    Col("top", _top, header="top values"),
+)}
+PROFILE_DEFAULT = ("column", "type", "missing", "distinct", "mean", "min", "max", "top")
+
+
+@app.command("profile")
+def profile(
+    ref: Annotated[str, typer.Argument(help="Version: NAME, NAME@latest or NAME@N.")],
+    columns: Annotated[Optional[str], columns_option(PROFILE_COLUMNS, PROFILE_DEFAULT)] = None,
+    as_json: Annotated[bool, json_option(
+        "Print the profile (every statistic of every column) as JSON.")] = False,
+) -> None:
+    """Show per-column statistics of a version."""
     ws = open_workspace()
     v = ws.datasets.get(ref)
     p = v.profile
-    table = Table("column", "type", "count", "missing", "distinct", "mean", "std", "min",
-                  "median", "max", "top values",
-                  title=f"{v.ref}: {p['num_rows']:,} rows, {p['num_columns']} columns, "
-                        f"{p['missing_cells']:,} missing cells", title_justify="left")
-    for name, c in p["columns"].items():
-        median = (c.get("quantiles") or {}).get("p50")
-        top = ", ".join(f"{t['value']} ({t['count']})" for t in c.get("top", [])[:3])
-        table.add_row(escape(name), c["dtype"], f"{c['count']:,}", f"{c['missing']:,}",
-                      f"{c['distinct']:,}", fmt_num(c.get("mean")), fmt_num(c.get("std")),
-                      fmt_num(c.get("min")), fmt_num(median), fmt_num(c.get("max")), escape(top))
-    console.print(table)
+    if as_json:
+        print_json({"ref": v.ref, **p})
+        return
+    cols, explicit = choose(columns, PROFILE_COLUMNS, PROFILE_DEFAULT)
+    print_table(console, list(p["columns"].items()), cols,
+                title=f"{v.ref}: {p['num_rows']:,} rows, {p['num_columns']} columns, "
+                      f"{p['missing_cells']:,} missing cells",
+                optional=("top", "distinct", "mean", "max", "min"), explicit=explicit,
+                title_justify="left")
 
 
 @app.command("diff")
 def diff(
     ref_a: Annotated[str, typer.Argument(help="The older version, e.g. adult@2.")],
     ref_b: Annotated[str, typer.Argument(help="The newer version, e.g. adult@3.")],
+    as_json: Annotated[bool, json_option(
+        "Print the changes (schema, rows, per-column statistics) as JSON.")] = False,
 ) -> None:
     """Compare two versions: schema changes, rows, and per-column statistics."""
     from rich.table import Table
 
     ws = open_workspace()
     d = ws.datasets.diff(ref_a, ref_b)
+    if as_json:
+        print_json(d.to_dict())
+        return
     console.print(f"[bold]{d.a}[/] -> [bold]{d.b}[/]: rows {d.rows_before:,} -> "
                   f"{d.rows_after:,} ({d.rows_delta:+,})")
     if d.same_content:
@@ -216,7 +317,7 @@ def diff(
     table = Table("column", "change", "before", "after", "delta")
     for row in rows:
         table.add_row(*(escape(cell) for cell in row))
-    console.print(table)
+    _print_fitted(table)
 
 
 def _checks_cell(v: DatasetVersion) -> str:

@@ -8,7 +8,9 @@ from typing import Annotated, Any
 
 import typer
 
-from shipyard.cli._common import console, fmt_time, open_workspace
+from shipyard.cli._common import (console, fmt_time, fmt_when, json_option, open_workspace,
+                                  print_json, record)
+from shipyard.cli._tables import fit
 
 
 def deploy_command(
@@ -48,19 +50,24 @@ def deploy_command(
                          "with.")] = False,
     reason: Annotated[str | None, typer.Option("--reason", "-r",
                                                   help="Why (audit log).")] = None,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print the stored deployment as JSON (with --show, also its history; "
+                       "with --remove, whether there was one).")] = False,
 ) -> None:
     """Store how servers route MODEL; running servers follow within their reload
     interval. A canary rolls back by itself when the candidate's error rate or
     p99 latency crosses its thresholds. Every change goes to the audit log."""
     from shipyard.errors import ConfigError
-    from shipyard.deploy import Deployments
 
-    deployments = Deployments(open_workspace())
+    deployments = open_workspace().deployments
     if show:
-        _show(deployments, model)
+        _show(deployments, model, as_json)
         return
     if remove:
         removed = deployments.remove(model, reason=reason)
+        if as_json:
+            print_json({"model": model, "removed": bool(removed)})
+            return
         console.print(f"removed the deployment of {model}" if removed
                       else f"{model} had no deployment")
         return
@@ -80,10 +87,17 @@ def deploy_command(
                           hint="pass --strategy and --primary (and --candidate), or --from "
                                "shipyard.yaml; --show shows the current one")
     spec.setdefault("strategy", "single")
-    record = deployments.set(model, spec, reason=reason)
-    console.print(f"{model}: {record.deployment.describe()} (revision {record.revision})")
-    if record.deployment.rollback is not None:
-        console.print(f"automatic rollback: {_policy(record.deployment.rollback)}")
+    stored = deployments.set(model, spec, reason=reason)
+    if as_json:
+        print_json(_record_json(stored))
+        return
+    console.print(f"{model}: {stored.deployment.describe()} (revision {stored.revision})")
+    if stored.deployment.rollback is not None:
+        console.print(f"automatic rollback: {_policy(stored.deployment.rollback)}")
+
+
+def _record_json(stored) -> dict[str, Any]:
+    return record(stored, description=stored.deployment.describe())
 
 
 def _from_file(path: Path, model: str) -> dict[str, Any]:
@@ -104,15 +118,21 @@ def _policy(policy) -> str:
             f"requests in {policy.window_seconds:g} s")
 
 
-def _show(deployments, model: str) -> None:
+def _show(deployments, model: str, as_json: bool) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    record = deployments.get(model)
-    if record is None:
+    stored = deployments.get(model)
+    history = deployments.history(model, limit=10)
+    if as_json:
+        print_json({"model": model,
+                    "deployment": _record_json(stored) if stored is not None else None,
+                    "history": [record(e, object=e.object) for e in history]})
+        return
+    if stored is None:
         console.print(f"{model} has no deployment: servers serve the ref they were started with")
     else:
-        d = record.deployment
+        d = stored.deployment
         table = Table(show_header=False, box=None, title=f"deployment of {model}")
         table.add_column("what", style="bold")
         table.add_column("value")
@@ -120,18 +140,19 @@ def _show(deployments, model: str) -> None:
                            ("candidate", d.candidate), ("weight", d.weight),
                            ("sticky key", d.sticky_key),
                            ("rollback", _policy(d.rollback) if d.rollback else None),
-                           ("revision", record.revision),
-                           ("updated", f"{fmt_time(record.updated_at)} by {record.updated_by}"),
-                           ("reason", record.reason)):
+                           ("revision", stored.revision),
+                           ("updated", f"{fmt_time(stored.updated_at)} by {stored.updated_by}"),
+                           ("reason", stored.reason)):
             if value is not None:
                 table.add_row(key, escape(str(value)))
+        fit(table, console)
         console.print(table)
-    history = deployments.history(model, limit=10)
     if history:
         table = Table(title="history (newest 10)")
         for col in ("seq", "when", "action", "actor", "reason"):
-            table.add_column(col)
+            table.add_column(col, no_wrap=col in ("seq", "when"))
         for e in history:
-            table.add_row(str(e.seq), fmt_time(e.ts), e.action, escape(e.actor),
+            table.add_row(str(e.seq), fmt_when(e.ts), e.action, escape(e.actor),
                           escape(e.reason or ""))
+        fit(table, console)
         console.print(table)

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from shipyard.cli._common import console, open_workspace
+from shipyard.cli._common import console, json_option, open_workspace, stdout_reserved
+from shipyard.cli._tables import fit
 
 
 def evaluate_command(
@@ -22,7 +23,7 @@ def evaluate_command(
     html: Annotated[Path | None, typer.Option(help="Write the HTML report here.")] = None,
     card: Annotated[Path | None, typer.Option(help="Write the model card here.")] = None,
     json_out: Annotated[Path | None, typer.Option(
-        "--json", help="Write the JSON report here.")] = None,
+        "--json-file", help="Write the JSON report here.")] = None,
     explain: Annotated[bool, typer.Option(
         "--explain/--no-explain", help="Compute SHAP global importance.")] = True,
     robustness: Annotated[bool, typer.Option(
@@ -30,22 +31,29 @@ def evaluate_command(
     n_bootstrap: Annotated[int, typer.Option(
         "--n-bootstrap", min=0, help="Bootstrap resamples for the intervals.")] = 200,
     seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
+    as_json: Annotated[bool, json_option(
+        "Print the whole report as JSON on stdout (as --json-file writes it) instead of "
+        "the summary.")] = False,
 ) -> None:
     """Evaluate a model version on a dataset version: metrics with confidence
     intervals, slices, fairness, explanations, robustness and latency; the
     report is stored as artifacts of a run in the 'evaluation' experiment."""
-    from shipyard.evaluate import SECTIONS, evaluate
+    from shipyard.evaluate import SECTIONS
 
     sections = [s for s in SECTIONS if (explain or s != "explanations")
                 and (robustness or s != "robustness")]
-    report = evaluate(open_workspace(), model_ref, dataset_ref, target=target,
-                      sensitive=sensitive or (), slices=slice_ or (), sections=sections,
-                      n_bootstrap=n_bootstrap, seed=seed)
-    for path, text in ((html, report.to_html() if html else None),
-                       (card, report.model_card() if card else None),
-                       (json_out, report.to_json() if json_out else None)):
-        if path is not None:
-            path.write_text(text, encoding="utf-8")
+    with stdout_reserved(as_json):
+        report = open_workspace().evaluate(
+            model_ref, dataset_ref, target=target, sensitive=sensitive or (),
+            slices=slice_ or (), sections=sections, n_bootstrap=n_bootstrap, seed=seed)
+        for path, text in ((html, report.to_html() if html else None),
+                           (card, report.model_card() if card else None),
+                           (json_out, report.to_json() if json_out else None)):
+            if path is not None:
+                path.write_text(text, encoding="utf-8")
+    if as_json:
+        typer.echo(report.to_json())  # strict JSON already: no NaN
+        return
     print_report(report)
     for path in (html, card, json_out):
         if path is not None:
@@ -71,7 +79,8 @@ def print_report(report) -> None:
         table.add_column(col)
     for name, m in report.metrics.items():
         interval = "-" if m["ci_low"] is None else f"[{_fmt(m['ci_low'])}, {_fmt(m['ci_high'])}]"
-        table.add_row(name, _fmt(m["value"]), interval)
+        table.add_row(escape(name), _fmt(m["value"]), interval)
+    fit(table, console)
     console.print(table)
     for col, f in ((report.fairness or {}).get("features") or {}).items():
         gaps = ", ".join(f"{k.replace('_', ' ')} {_fmt(v)}" for k, v in f.items()

@@ -156,49 +156,55 @@ def show(
         _print_history(history[-10:], title="alias moves (latest 10)")
 
 
-def _show_version(ws, ref: str) -> None:
+def _show_version(ws, ref: str, as_json: bool) -> None:
     import json
 
-    from rich.markup import escape
     from rich.table import Table
 
     v = ws.models.get(ref)
     lineage = ws.models.lineage(v)
+    if as_json:
+        print_json(_version_json(v, lineage=record(lineage)))
+        return
     attrs = Table(title=f"{v.ref}", show_header=False, box=None)
     for label, value in (
             ("status", _status(v.status)), ("aliases", ", ".join(v.aliases) or "-"),
             ("run", v.run_id), ("model digest", v.artifact_digest),
             ("blobs", str(len(v.blob_digests))),
             ("trained on", ", ".join(lineage.dataset_versions) or "-"),
-            ("lineage", escape(str(lineage))),
-            ("created", f"{fmt_time(v.created_at)} by {v.created_by or '-'}"),
-            ("description", escape(v.description or "-"))):
+            ("lineage", _escape(lineage)),
+            ("created", f"{fmt_time(v.created_at)} by {_escape(v.created_by or '-')}"),
+            ("description", _escape(v.description or "-"))):
         attrs.add_row(f"[bold]{label}", str(value))
-    console.print(attrs)
+    _print_fitted(attrs)
     for title, items in (("metrics (at registration)", v.metrics), ("tags", v.tags)):
         if items:
             t = Table(title=title, show_header=False)
             t.add_column("key", style="bold")
             t.add_column("value", justify="right" if title.startswith("metrics") else "left")
             for k, val in items.items():
-                t.add_row(escape(k), escape(fmt_num(val)))
-            console.print(t)
+                t.add_row(_escape(k), _escape(fmt_num(val)))
+            _print_fitted(t)
     if v.signature:
         console.print("[bold]signature")
         console.print_json(json.dumps(v.signature))
 
 
+def _print_fitted(table) -> None:
+    fit(table, console)
+    console.print(table)
+
+
 def _print_history(events, *, title: str) -> None:
-    from rich.markup import escape
     from rich.table import Table
 
     t = Table(title=title)
     for col in ("when", "alias", "event", "from", "to", "actor", "reason"):
-        t.add_column(col)
+        t.add_column(col, no_wrap=col in ("when", "from", "to"))
     for e in events:
-        t.add_row(fmt_time(e.ts), e.alias, e.event, fmt_num(e.previous_version),
-                  fmt_num(e.version), escape(e.actor), escape(e.reason or ""))
-    console.print(t)
+        t.add_row(fmt_when(e.ts), _escape(e.alias), e.event, fmt_num(e.previous_version),
+                  fmt_num(e.version), _escape(e.actor), _escape(e.reason or ""))
+    _print_fitted(t)
 
 
 @app.command()
@@ -207,12 +213,18 @@ def register(
     run_id: Annotated[str, typer.Argument(help="The training run (id or unique prefix).")],
     description: Annotated[Optional[str], typer.Option(help="What this version is.")] = None,
     reason: Annotated[Optional[str], REASON] = None,
+    as_json: Annotated[bool, json_option(
+        "Print the version (ref, run, model digest, metrics, ...) as JSON; `new` is false "
+        "when the run's model was registered already.")] = False,
 ) -> None:
     """Register the model a training run produced as the next version of NAME.
 
     The run must carry the `model.digest` tag and the `model/signature.json`
     artifact (Shipyard's training writes both)."""
     v = open_workspace().models.register(name, run_id, description=description, reason=reason)
+    if as_json:
+        print_json(_version_json(v))
+        return
     verb = "registered" if v.new else "already registered as"
     console.print(f"{verb} [bold]{v.ref}[/] (run {v.run_id[:8]}, model {v.artifact_digest[:12]})")
 
@@ -224,9 +236,14 @@ def alias(
         metavar="ALIAS", help="Alias to set or move, e.g. champion ('latest' is reserved).")],
     version: Annotated[int, typer.Argument(help="Version number it should point at.")],
     reason: Annotated[Optional[str], REASON] = None,
+    as_json: Annotated[bool, json_option(
+        "Print the version the alias now points at as JSON, with `alias`.")] = False,
 ) -> None:
     """Point ALIAS of NAME at VERSION (moving it if it is already set)."""
     v = open_workspace().models.set_alias(name, alias_name, version, reason=reason)
+    if as_json:
+        print_json(_version_json(v, alias=alias_name))
+        return
     console.print(f"{name}@{alias_name} → [bold]{v.ref}[/]")
 
 
@@ -246,6 +263,9 @@ def rollback(
     name: Annotated[str, typer.Argument(help="Model name.")],
     alias_name: Annotated[str, typer.Argument(metavar="ALIAS", help="Alias to move back.")],
     reason: Annotated[Optional[str], REASON] = None,
+    as_json: Annotated[bool, json_option(
+        "Print the version the alias now points at as JSON, with `alias` and `previous` "
+        "(the ref it left).")] = False,
 ) -> None:
     """Move ALIAS back to the version that held it before its latest move.
 
@@ -254,6 +274,9 @@ def rollback(
     ws = open_workspace()
     before = ws.models.get(f"{name}@{alias_name}")
     v = ws.models.rollback(name, alias_name, reason=reason)
+    if as_json:
+        print_json(_version_json(v, alias=alias_name, previous=before.ref))
+        return
     console.print(f"{name}@{alias_name}: {before.ref} → [bold]{v.ref}[/]")
 
 
@@ -264,12 +287,16 @@ def archive(
     force: Annotated[bool, typer.Option(
         "--force", help="Archive it even if aliases point at it, removing them.")] = False,
     reason: Annotated[Optional[str], REASON] = None,
+    as_json: Annotated[bool, json_option("Print the archived version as JSON.")] = False,
 ) -> None:
     """Archive a version: kept and loadable as NAME@N, but no alias, never `latest`.
 
     A version an alias points at is archived only with --force, which removes
     the alias."""
     v = open_workspace().models.archive(name, version, force=force, reason=reason)
+    if as_json:
+        print_json(_version_json(v))
+        return
     console.print(f"{v.ref} is {_status(v.status)}")
 
 
@@ -278,7 +305,11 @@ def restore(
     name: Annotated[str, typer.Argument(help="Model name.")],
     version: Annotated[int, typer.Argument(help="Archived version number to make READY.")],
     reason: Annotated[Optional[str], REASON] = None,
+    as_json: Annotated[bool, json_option("Print the restored version as JSON.")] = False,
 ) -> None:
     """Make an archived version READY again."""
     v = open_workspace().models.restore(name, version, reason=reason)
+    if as_json:
+        print_json(_version_json(v))
+        return
     console.print(f"{v.ref} is {_status(v.status)}")

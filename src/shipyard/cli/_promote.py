@@ -11,7 +11,9 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from shipyard.cli._common import console, open_workspace
+from shipyard.cli._common import (console, json_option, open_workspace, print_json, record,
+                                  stdout_reserved)
+from shipyard.cli._tables import fit
 
 
 def promote_command(
@@ -32,11 +34,13 @@ def promote_command(
                            "are audited.")] = None,
     actor: Annotated[Optional[str], typer.Option(
         "--actor", help="Who promotes (default $SHIPYARD_ACTOR or the OS user).")] = None,
+    as_json: Annotated[bool, json_option(
+        "Print the decision as JSON (promoted, previous, every gate, the challenger's "
+        "evaluation report); the exit status is the same.")] = False,
 ) -> None:
     """Evaluate MODEL@VERSION, check the gates against the current alias holder,
     and move the alias only if every gate passes (or --override is given)."""
     from shipyard.errors import ConfigError
-    from shipyard.evaluate import promote
     from shipyard.project import load_section
 
     gates, defaults = load_section(policy, "gates")
@@ -45,9 +49,14 @@ def promote_command(
         raise ConfigError(f"no target column: pass --target or set `target:` in {policy}")
     if sensitive is None:
         sensitive = list(defaults.get("sensitive") or ())
-    result = promote(open_workspace(), model, to=to, policy=gates, dataset_ref=dataset,
-                     target=target, sensitive=sensitive, actor=actor, override_reason=override)
-    print_promotion(result)
+    with stdout_reserved(as_json):
+        result = open_workspace().promote(
+            model, to=to, policy=gates, dataset_ref=dataset, target=target,
+            sensitive=sensitive, actor=actor, override_reason=override)
+    if as_json:
+        print_json({**record(result), "passed": result.passed, "gates": result.gates.to_dict()})
+    else:
+        print_promotion(result)
     if not result.promoted:
         raise typer.Exit(1)
 
@@ -63,10 +72,11 @@ def print_promotion(result: Any) -> None:
     table = Table(title=f"gates for {result.model} → {result.alias}"
                         + (f" (now {result.previous})" if result.previous else ""))
     for col in ("", "gate", "observed", "threshold", "reason"):
-        table.add_column(col, overflow="fold")
+        table.add_column(col, no_wrap=col in ("observed", "threshold"))
     for check in result.gates.checks:
         table.add_row("[green]✓[/]" if check.passed else "[red]✗[/]", check.name,
                       _fmt(check.observed), _fmt(check.threshold), escape(check.reason))
+    fit(table, console)
     console.print(table)
     if result.passed:
         console.print(f"[green]promoted[/] {result.model} to {result.alias!r}")

@@ -7,7 +7,9 @@ from typing import Annotated
 
 import typer
 
-from shipyard.cli._common import console, err_console, fmt_time, open_workspace
+from shipyard.cli._common import (console, err_console, fmt_when, json_option,
+                                  open_workspace, print_json, record)
+from shipyard.cli._tables import Col, choose, columns_option, print_table
 
 
 def serve_command(
@@ -74,6 +76,38 @@ keys_app = typer.Typer(
 )
 
 
+def _key_status(k) -> str:
+    return "revoked" if k.revoked_at else "expired" if k.expired() else "active"
+
+
+def _key_json(k, **extra: object) -> dict:
+    return record(k, status=_key_status(k), **extra)
+
+
+STATUS_STYLE = {"revoked": "dim", "expired": "red", "active": "green"}
+
+
+def _escape(text: object) -> str:
+    from rich.markup import escape
+
+    return escape(str(text))
+
+
+KEY_COLUMNS = {col.name: col for col in (
+    Col("id", lambda k: k.key_id, whole=True),
+    Col("name", lambda k: _escape(k.name)),
+    Col("scopes", lambda k: ", ".join(k.scopes)),
+    Col("rate_limit", lambda k: str(k.rate_limit_per_minute or "-"), header="rate/min",
+        justify="right", whole=True),
+    Col("created", lambda k: fmt_when(k.created_at), whole=True),
+    Col("by", lambda k: _escape(k.created_by)),
+    Col("expires", lambda k: fmt_when(k.expires_at), whole=True),
+    Col("status", lambda k: f"[{STATUS_STYLE[_key_status(k)]}]{_key_status(k)}[/]",
+        whole=True),
+)}
+KEY_DEFAULT = ("id", "name", "scopes", "expires", "status")
+
+
 @keys_app.command("create")
 def create_key(
     name: Annotated[str, typer.Argument(help="What the key is for.")],
@@ -86,15 +120,21 @@ def create_key(
         "--expires-in-days", min=0, help="Stop working after this many days.")] = None,
     reason: Annotated[str | None, typer.Option("--reason", "-r",
                                                   help="Why (audit log).")] = None,
+    as_json: Annotated[bool, json_option(
+        "Print the key (id, name, scopes, limits) and its `secret` as JSON.")] = False,
 ) -> None:
-    """Create a key and print its secret (shown only this once)."""
-    from shipyard.security import ApiKeys
+    """Create a key and print its secret (shown only this once).
 
+    The secret alone goes to stdout, the rest to stderr, so
+    `KEY=$(shipyard keys create NAME)` captures just the secret."""
     expires = (_dt.datetime.now(_dt.UTC) + _dt.timedelta(days=expires_in_days)
                if expires_in_days is not None else None)
-    key_id, secret = ApiKeys(open_workspace()).create(
-        name, scope or ["predict"], expires_at=expires, rate_limit_per_minute=rate_limit,
-        reason=reason)
+    keys = open_workspace().keys
+    key_id, secret = keys.create(name, scope or ["predict"], expires_at=expires,
+                                 rate_limit_per_minute=rate_limit, reason=reason)
+    if as_json:
+        print_json(_key_json(keys.get(key_id), secret=secret))
+        return
     err_console.print(f"created key {key_id}; its secret, shown only now:")
     typer.echo(secret)
 
@@ -102,27 +142,21 @@ def create_key(
 @keys_app.command("list")
 def list_keys(
     active: Annotated[bool, typer.Option("--active", help="Hide revoked keys.")] = False,
+    columns: Annotated[str | None, columns_option(KEY_COLUMNS, KEY_DEFAULT)] = None,
+    as_json: Annotated[bool, json_option("Print the keys as a JSON list.")] = False,
 ) -> None:
     """List keys (never their secrets)."""
-    from rich.markup import escape
-    from rich.table import Table
-
-    from shipyard.security import ApiKeys
-
-    keys = ApiKeys(open_workspace()).list(include_revoked=not active)
+    keys = open_workspace().keys.list(include_revoked=not active)
+    if as_json:
+        print_json([_key_json(k) for k in keys])
+        return
+    cols, explicit = choose(columns, KEY_COLUMNS, KEY_DEFAULT)
     if not keys:
         console.print("no API keys yet (create one with `shipyard keys create NAME`)")
         return
-    table = Table(title=f"{len(keys)} API key{'s' if len(keys) != 1 else ''}")
-    for col in ("id", "name", "scopes", "rate/min", "created", "expires", "status"):
-        table.add_column(col)
-    for k in keys:
-        status = ("[dim]revoked[/]" if k.revoked_at else
-                  "[red]expired[/]" if k.expired() else "[green]active[/]")
-        table.add_row(k.key_id, escape(k.name), ", ".join(k.scopes),
-                      str(k.rate_limit_per_minute or "-"), fmt_time(k.created_at),
-                      fmt_time(k.expires_at), status)
-    console.print(table)
+    print_table(console, keys, cols,
+                title=f"{len(keys)} API key{'s' if len(keys) != 1 else ''}",
+                optional=("expires", "scopes"), explicit=explicit)
 
 
 @keys_app.command("revoke")
@@ -130,9 +164,11 @@ def revoke_key(
     key_id: Annotated[str, typer.Argument(help="The key id (from `shipyard keys list`).")],
     reason: Annotated[str | None, typer.Option("--reason", "-r",
                                                   help="Why (audit log).")] = None,
+    as_json: Annotated[bool, json_option("Print the revoked key as JSON.")] = False,
 ) -> None:
     """Revoke a key; running servers refuse it within their key cache time (5 s)."""
-    from shipyard.security import ApiKeys
-
-    info = ApiKeys(open_workspace()).revoke(key_id, reason=reason)
-    console.print(f"revoked key {info.key_id} ({info.name})")
+    info = open_workspace().keys.revoke(key_id, reason=reason)
+    if as_json:
+        print_json(_key_json(info))
+        return
+    console.print(f"revoked key {info.key_id} ({_escape(info.name)})")

@@ -1,13 +1,18 @@
-"""``shipyard train`` and ``shipyard reproduce``: parse, call shipyard.train, render."""
+"""``shipyard train`` and ``shipyard reproduce``: parse, call the workspace, render."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from shipyard.cli._common import console, open_workspace
+from shipyard.cli._common import (console, json_option, open_workspace, print_json, record,
+                                  stdout_reserved)
+from shipyard.cli._tables import Col, fit, print_table
+
+if TYPE_CHECKING:
+    from shipyard.train import ReproReport, TrainResult
 
 
 def train_command(
@@ -20,42 +25,137 @@ def train_command(
         "--n-jobs", min=1, help="Trials in parallel (default: train.search.n_jobs).")] = None,
     executor: Annotated[Optional[str], typer.Option(
         help="Where trials run: local or ray (default: train.search.executor).")] = None,
+    as_json: Annotated[bool, json_option(
+        "Print the result as JSON on stdout (study_run_id, model_digest, best_candidate, "
+        "best_score, test_metrics, candidates, ...); progress goes to stderr.")] = False,
 ) -> None:
     """Tune every candidate of a project file and store the best model, all tracked.
 
     Each candidate's Optuna study lives in the workspace DB, so an interrupted
     search resumes where it stopped. The best candidate is refit on
     train+validation and scored once on the test rows."""
-    from shipyard.project import load_project
-    from shipyard.train import train_project
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    train_project(open_workspace(), load_project(project), console=console, resume=resume, n_jobs=n_jobs,
-                  executor=executor)
+    ws = open_workspace()
+    with stdout_reserved(as_json), Progress(
+            "[bold]{task.description}", BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), console=console, transient=False) as bars:
+        tasks: dict[str, Any] = {}
+
+        def progress(candidate: str, done: int, total: int) -> None:
+            if candidate not in tasks:
+                tasks[candidate] = bars.add_task(candidate, total=total)
+            bars.update(tasks[candidate], completed=done, total=total)
+
+        result = ws.train(project, progress=progress, resume=resume, n_jobs=n_jobs,
+                          executor=executor)
+    if as_json:
+        print_json(train_json(result))
+        return
+    print_train_result(result)
+
+
+def train_json(result: TrainResult) -> dict[str, Any]:
+    """What scripts chain on: the study run (for ``reproduce`` and ``models
+    register``), the model digest, the winner and its scores."""
+    return {
+        "study_run_id": result.study_run_id, "final_run_id": result.final_run_id,
+        "experiment": result.experiment, "dataset": result.dataset_ref,
+        "model_digest": result.model_digest, "metric": result.metric,
+        "direction": result.direction, "best_candidate": result.best_candidate,
+        "best_score": result.best_score, "best_params": result.best_params,
+        "test_metrics": result.test_metrics, "cost": result.cost,
+        "candidates": [record(c) for c in result.candidates],
+    }
+
+
+def _fmt4(value: object) -> str:
+    return "-" if value is None or value != value else f"{value:.4f}"
+
+
+def _short(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def print_train_result(result: TrainResult) -> None:
+    """The leaderboard and the final model."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    def trials(c) -> str:
+        extra = [f"{n} {what}" for n, what in ((c.n_pruned, "pruned"), (c.n_failed, "failed"))
+                 if n]
+        return str(c.n_complete) + (f" ({', '.join(extra)})" if extra else "")
+
+    cols = [
+        Col("candidate", lambda c: escape(c.name)),
+        Col(f"best {result.metric}", lambda c: _fmt4(c.best_value), justify="right",
+            whole=True),
+        Col("± std", lambda c: _fmt4(c.best_std), justify="right", whole=True),
+        Col("trials", trials, justify="right"),
+        Col("fit s", lambda c: f"{c.fit_seconds:.1f}", justify="right", whole=True),
+        Col("best params", lambda c: escape(", ".join(
+            f"{k}={_short(v)}" for k, v in c.best_params.items()))),
+    ]
+    order = {name: i for i, name in enumerate(result.leaderboard["candidate"])}
+    ranked = sorted(result.candidates, key=lambda c: order.get(c.name, len(order)))
+    better = "higher" if result.direction == "maximize" else "lower"
+    print_table(console, ranked, cols,
+                title=f"{escape(result.experiment)}: {result.metric} ({better} is better)",
+                optional=("fit s", "± std"))
+    final = Table(show_header=False, box=None)
+    final.add_column("what", style="bold")
+    final.add_column("value")
+    final.add_row("best", f"{escape(result.best_candidate)} ({result.metric} "
+                          f"{result.best_score:.4f})")
+    for name, value in result.test_metrics.items():
+        final.add_row(f"test {name}", _fmt4(value))
+    final.add_row("model", result.model_digest)
+    final.add_row("study run", result.study_run_id)
+    final.add_row("dataset", result.dataset_ref)
+    final.add_row("cost", f"{result.cost['cost.cpu_seconds']:.1f} CPU-s, "
+                          f"{result.cost['cost.energy_kwh'] * 1000:.3f} Wh, "
+                          f"{result.cost['cost.co2e_g']:.3f} gCO2e")
+    fit(final, console)
+    console.print(final)
 
 
 def reproduce_command(
     run_id: Annotated[str, typer.Argument(help="A training's study run id (or a prefix).")],
     tolerance: Annotated[float, typer.Option(
         help="Relative and absolute tolerance for metrics.")] = 1e-9,
+    as_json: Annotated[bool, json_option(
+        "Print the comparison as JSON (ok, reproduced_run_id, every item); the exit "
+        "status is the same.")] = False,
 ) -> None:
     """Re-run a training from its record; exit non-zero if anything differs."""
     from rich.markup import escape
     from rich.table import Table
 
-    from shipyard.train import reproduce
-
-    report = reproduce(open_workspace(), run_id, tolerance=tolerance)
+    with stdout_reserved(as_json):
+        report = open_workspace().reproduce(run_id, tolerance=tolerance)
+    if as_json:
+        print_json(reproduce_json(report))
+        if not report.ok:
+            raise typer.Exit(1)
+        return
     table = Table(title=f"reproducing {report.run_id[:8]} as {report.reproduced_run_id[:8]}")
     for col in ("", "item", "recorded", "reproduced"):
-        table.add_column(col, overflow="fold")
+        table.add_column(col)
     for item in report.items:
-        table.add_row("[green]✓[/]" if item.ok else "[red]✗[/]", item.name,
+        table.add_row("[green]✓[/]" if item.ok else "[red]✗[/]", escape(item.name),
                       escape(_fmt(item.expected)), escape(_fmt(item.actual)))
+    fit(table, console)
     console.print(table)
     if not report.ok:
         console.print(f"[red]{len(report.differences)} difference(s)[/]")
         raise typer.Exit(1)
     console.print("[green]reproduced: every item matches[/]")
+
+
+def reproduce_json(report: ReproReport) -> dict[str, Any]:
+    return {**record(report), "ok": report.ok,
+            "differences": [item.name for item in report.differences]}
 
 
 def _fmt(value: object) -> str:

@@ -624,8 +624,9 @@ def _check_skops(data: bytes, what: str, *, saving: bool = False) -> list[str]:
     import skops.io as sio
 
     prefix = f"cannot save {what}" if saving else f"refused to load {what}"
-    schema = _skops_schema(data, prefix)
+    schema, arrays = _skops_schema(data, prefix)
     _refuse(_refused_in_schema(schema, prefix), what, saving)
+    _check_skops_structure(schema, arrays, prefix)
     try:
         # skops' own audit as a second opinion; it builds (but does not run)
         # its node tree, so only after ours has passed.
@@ -652,10 +653,11 @@ def _refuse(refused: dict[str, str], what: str, saving: bool) -> None:
              "shipyard.train.save_model")
 
 
-def _skops_schema(data: bytes, prefix: str) -> dict:
-    """``schema.json`` of a skops zip, read only after the zip's directory
-    and every array header show it keeps within the limits. ``prefix``
-    starts every message (``refused to load model blob <digest>``)."""
+def _skops_schema(data: bytes, prefix: str) -> tuple[dict, dict[str, tuple]]:
+    """``schema.json`` of a skops zip and ``{member: (shape, dtype)}`` of its
+    arrays, read only after the zip's directory and every array header show
+    it keeps within the limits. ``prefix`` starts every message (``refused
+    to load model blob <digest>``)."""
     import numpy as np
 
     try:
@@ -674,9 +676,8 @@ def _skops_schema(data: bytes, prefix: str) -> dict:
     if len(set(names)) != len(names) or "schema.json" not in names:
         raise ArtifactError(f"{prefix}: it is not a valid skops file: no schema.json, or a "
                             "member named twice")
-    for member in members:
-        if member.filename != "schema.json":
-            _check_npy_member(zf, member, prefix, np)
+    arrays = {member.filename: _check_npy_member(zf, member, prefix, np)
+              for member in members if member.filename != "schema.json"}
     try:
         schema = json.loads(zf.read("schema.json"))
     except (zipfile.BadZipFile, ValueError, RecursionError, OSError) as exc:
@@ -684,11 +685,11 @@ def _skops_schema(data: bytes, prefix: str) -> dict:
     if not isinstance(schema, dict):
         raise ArtifactError(f"{prefix}: it is not a valid skops file: its schema is not an "
                             "object")
-    return schema
+    return schema, arrays
 
 
 def _check_npy_member(zf: zipfile.ZipFile, member: zipfile.ZipInfo, prefix: str,
-                      np: Any) -> None:
+                      np: Any) -> tuple[tuple[int, ...], Any]:
     """A member beside ``schema.json`` must be one ``.npy`` array of a plain
     dtype whose header agrees with the member's size: no pickles, no nested
     zips, no header claiming more data than the file holds."""
@@ -716,6 +717,7 @@ def _check_npy_member(zf: zipfile.ZipFile, member: zipfile.ZipInfo, prefix: str,
         raise ArtifactError(
             f"{prefix}: its member {member.filename!r} claims a {shape} array of {dtype} "
             f"({count * dtype.itemsize} bytes) but holds {member.file_size - offset}")
+    return shape, dtype
 
 
 #: How a refused skops node kind is named in messages.
@@ -752,6 +754,80 @@ def _refused_in_schema(schema: dict, prefix: str) -> dict[str, str]:
         elif isinstance(node, list):
             stack.extend((value, depth + 1) for value in node)
     return refused
+
+
+def _check_skops_structure(schema: dict, arrays: dict[str, tuple], prefix: str) -> None:
+    """Check what skops will build, not only what the schema shows where.
+
+    skops builds a node from the first state carrying its ``__id__`` and
+    reuses it for every later state with that id, whatever they hold: so
+    states sharing an id must agree (up to the ids inside them, with array
+    files compared by header). Then the state of each decision tree, which
+    scikit-learn's ``Tree.__setstate__`` reads in C before checking, is
+    checked: a node array of the wrong rank or layout crashes the process
+    while loading.
+    """
+    import numpy as np
+    from sklearn.tree._tree import NODE_DTYPE
+
+    def normal(node: Any) -> Any:
+        if isinstance(node, dict):
+            out = {k: normal(v) for k, v in node.items() if k != "__id__"}
+            if node.get("__loader__") == "NdArrayNode" and "file" in node:
+                shape, dtype = arrays.get(node["file"], (None, None))
+                out["file"] = [shape, None if dtype is None else dtype.descr]
+            return out
+        if isinstance(node, list):
+            return [normal(v) for v in node]
+        return node
+
+    states: dict[Any, list[dict]] = {}
+    trees: list[dict] = []
+    stack: list[Any] = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if "__loader__" in node:
+                if "__id__" in node:
+                    if not isinstance(node["__id__"], int) or isinstance(node["__id__"], bool):
+                        raise ArtifactError(f"{prefix}: a node in it has the id "
+                                            f"{str(node['__id__'])[:20]}, not a number")
+                    states.setdefault(node["__id__"], []).append(node)
+                if node["__loader__"] == "TreeNode":
+                    trees.append(node)
+                if node["__loader__"] == "NdArrayNode" and node.get("type") == "numpy" \
+                        and node.get("file") not in arrays:
+                    raise ArtifactError(f"{prefix}: an array in it names a missing member "
+                                        f"{str(node.get('file'))[:40]!r}")
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    for key, same in states.items():
+        if len(same) > 1 and any(normal(s) != normal(same[0]) for s in same[1:]):
+            raise ArtifactError(f"{prefix}: it gives the id {key} to different objects, "
+                                "so skops would build one in place of another")
+
+    def array(node: Any, rank: int, kinds: str) -> tuple | None:
+        if not isinstance(node, dict) or node.get("__loader__") != "NdArrayNode" \
+                or node.get("type") != "numpy":
+            return None
+        shape, dtype = arrays[node["file"]]
+        return (shape, dtype) if len(shape) == rank and dtype.kind in kinds else None
+
+    for tree in trees:
+        try:
+            args = tree["__reduce__"]["args"]["content"]
+            state = tree["content"]["content"]
+            nodes = array(state["nodes"], 1, "V")
+            values = array(state["values"], 3, "f")
+            ok = len(args) == 3 and array(args[1], 1, "iu") is not None \
+                and nodes is not None and nodes[1] == np.dtype(NODE_DTYPE) \
+                and values is not None and values[0][0] == nodes[0][0]
+        except (KeyError, TypeError, IndexError):
+            ok = False
+        if not ok:
+            raise ArtifactError(f"{prefix}: a decision tree in it has malformed state "
+                                "(node or value arrays of the wrong layout)")
 
 
 def _check_tree_nodes(model: Any, what: str) -> None:
