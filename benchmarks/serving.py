@@ -277,13 +277,13 @@ def floor(ws, kind: str, version, rows) -> None:
 
 
 # ------------------------------------------------------------------ HTTP
-def wrk(url: str, body: Path, concurrency: int, duration: float, tmp: Path,
+def wrk(url: str, body: Path, concurrency: int, duration: int, tmp: Path,
         key: str | None) -> dict:
     script = tmp / f"{body.stem}-{'key' if key else 'open'}.lua"
     auth = f'wrk.headers["Authorization"] = "Bearer {key}"' if key else ""
     script.write_text(LUA.replace("{body}", str(body)).replace("{auth}", auth))
     threads = 1 if concurrency == 1 else 2
-    out = subprocess.run(["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{duration:g}s",
+    out = subprocess.run(["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{duration}s",
                           "--timeout", "10s", "-s", str(script), url],
                          capture_output=True, text=True, timeout=duration + 60, check=False)
     match = re.search(r"RESULT (\d+) (\d+) (\d+) (\d+) (\d+)", out.stdout)
@@ -297,7 +297,8 @@ def wrk(url: str, body: Path, concurrency: int, duration: float, tmp: Path,
 def measure(label: str, url: str, body: Path, args, tmp: Path, key: str | None = None
             ) -> dict:
     """Warm up, then concurrency 1 and 8: ``{concurrency: figures}``."""
-    wrk(url, body, 8, args.warmup, tmp, key)
+    if args.warmup:
+        wrk(url, body, 8, args.warmup, tmp, key)
     results = {}
     for concurrency in (1, 8):
         r = results[concurrency] = wrk(url, body, concurrency, args.duration, tmp, key)
@@ -437,10 +438,11 @@ def summary(kind: str, results: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=float, default=5.0,
+    # wrk takes whole seconds.
+    parser.add_argument("--duration", type=int, default=5,
                         help="seconds of each wrk measurement (default 5)")
-    parser.add_argument("--warmup", type=float, default=2.0,
-                        help="seconds of wrk warm-up per server (default 2)")
+    parser.add_argument("--warmup", type=int, default=2,
+                        help="seconds of wrk warm-up per server (default 2; 0: none)")
     parser.add_argument("--kinds", default=",".join(KINDS),
                         help=f"model kinds, comma-separated (default {','.join(KINDS)})")
     parser.add_argument("--rows", type=int, default=None,

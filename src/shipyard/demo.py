@@ -249,7 +249,7 @@ def _promote(ws: Workspace, console: Console, ref: str, spec, reports: Path):
                   f"{sex['equalized_odds_difference']:.3f}; report and model card in {folder}")
     table = Table(title=f"gates for {ref} -> champion")
     for column in ("gate", "verdict", "observed", "threshold", "reason"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for check in result.gates.checks:
         table.add_row(check.name, "[green]pass[/]" if check.passed else "[red]FAIL[/]",
                       _fmt(check.observed), _fmt(check.threshold), check.reason or "")

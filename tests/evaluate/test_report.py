@@ -257,7 +257,7 @@ def test_cli_prints_a_summary_and_writes_the_files(tmp_path):
         "--home", str(home), "evaluate", ref, test, "--sensitive", "sex", "--slice", "region",
         "--no-explain", "--no-robustness", "--n-bootstrap", "20",
         "--html", str(tmp_path / "r.html"), "--card", str(tmp_path / "card.md"),
-        "--json", str(tmp_path / "r.json")])
+        "--json-file", str(tmp_path / "r.json")])
     assert out.exit_code == 0, out.output
     assert "roc_auc" in out.output and "demographic parity difference" in out.output
     assert "latency" in out.output and "recorded as run" in out.output

@@ -271,16 +271,23 @@ def print_result(result: TrainResult, console: Any) -> None:
 
     table = Table(title=f"{result.experiment}: {result.metric} "
                         f"({'higher' if result.direction == 'maximize' else 'lower'} is better)")
-    for col in ("candidate", f"best {result.metric}", "± std", "complete", "pruned",
-                "failed", "fit s", "best params"):
-        table.add_column(col, justify="left" if col in ("candidate", "best params")
-                         else "right", overflow="fold")
-    for row in result.leaderboard.itertuples(index=False):
-        score, std = row[2], row[3]
-        table.add_row(row.candidate, "-" if score is None or score != score else f"{score:.4f}",
-                      "-" if std is None or std != std else f"{std:.4f}", str(row.complete),
-                      str(row.pruned), str(row.failed), f"{row.fit_seconds:.1f}",
-                      ", ".join(f"{k}={_short(v)}" for k, v in row.best_params.items()))
+    # Few, narrow columns: the table stays readable in an 80-column terminal or a pipe.
+    table.add_column("candidate", no_wrap=True)
+    table.add_column(f"best {result.metric}", justify="right", no_wrap=True)
+    table.add_column("trials", no_wrap=True)
+    table.add_column("fit s", justify="right", no_wrap=True)
+    table.add_column("best params", overflow="fold", min_width=16)
+    for row in result.leaderboard.to_dict("records"):
+        score, std = row[f"best_{result.metric}"], row["std"]
+        best = "-" if score is None or score != score else f"{score:.4f}"
+        if best != "-" and std is not None and std == std:
+            best += f" ±{std:.4f}"
+        trials = ", ".join(f"{n} {what}" for n, what in ((row["complete"], "ok"),
+                                                         (row["pruned"], "pruned"),
+                                                         (row["failed"], "failed"))
+                           if n or what == "ok")
+        table.add_row(row["candidate"], best, trials, f"{row['fit_seconds']:.1f}",
+                      ", ".join(f"{k}={_short(v)}" for k, v in row["best_params"].items()))
     console.print(table)
     final = Table(show_header=False, box=None)
     final.add_column("what", style="bold")
