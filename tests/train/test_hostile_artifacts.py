@@ -77,6 +77,33 @@ def refused(store: ArtifactStore, digest: str, match: str | None = None) -> Arti
     return info.value
 
 
+def outcomes_in_child(store: ArtifactStore, digests: dict[str, str]) -> dict[str, str]:
+    """Load each digest in a child process (``{label: "refused: ..." or
+    "loaded"}``), for files that would crash the process if a check missed
+    them: a crash then fails the test instead of killing the test run."""
+    script = textwrap.dedent("""
+        import json, sys
+        from shipyard.errors import ArtifactError
+        from shipyard.store import ArtifactStore
+        from shipyard.train import load_model
+        store, outcomes = ArtifactStore(sys.argv[1]), {}
+        for label, digest in json.loads(sys.argv[2]).items():
+            try:
+                load_model(store, digest)
+                outcomes[label] = "loaded"
+            except ArtifactError as exc:
+                outcomes[label] = "refused: " + exc.message
+            print(json.dumps(outcomes), flush=True)
+    """)
+    done = subprocess.run([sys.executable, "-c", script, store.root, json.dumps(digests)],
+                          capture_output=True, text=True, timeout=240, check=False)
+    lines = done.stdout.strip().splitlines()
+    outcomes = json.loads(lines[-1]) if lines else {}
+    assert done.returncode == 0, f"crashed after {list(outcomes)}: {done.stderr[-2000:]}"
+    assert set(outcomes) == set(digests)
+    return outcomes
+
+
 def rewrite_skops(blob: bytes, schema=None, members: dict[str, bytes] | None = None) -> bytes:
     """``blob`` with its schema passed through ``schema(dict)`` (edited in
     place) and members replaced or added from ``members``."""
@@ -426,6 +453,44 @@ def test_forged_decision_trees_are_refused_before_prediction(store, classificati
     refused(store, forge(store, model=blob), f"a decision tree in it .*{problem}")
 
 
+def test_a_tree_state_that_crashes_scikit_learn_while_loading_is_refused(store, classification):
+    """``Tree.__setstate__`` reads the node array's length in C before
+    checking its rank: a 0-d array there segfaults the loading process."""
+    X, y = classification
+    good = save_model(DecisionTreeClassifier(max_depth=3, random_state=0).fit(X, y), store)
+    blob = store.get_bytes(good.parts["model"])
+    tree = json.loads(zipfile.ZipFile(io.BytesIO(blob)).read("schema.json"))
+    nodes_file = next(n for n in nodes(tree) if n["__loader__"] == "TreeNode")[
+        "content"]["content"]["nodes"]["file"]
+    outcome = outcomes_in_child(store, {
+        "0-d node array": forge(store, model=rewrite_skops(blob, members={
+            nodes_file: npy(np.array(9))}))})
+    assert outcome["0-d node array"].startswith("refused: ")
+    assert "malformed state" in outcome["0-d node array"]
+
+
+def test_an_id_shared_to_swap_in_another_object_is_refused(store, classification):
+    """skops builds the first state carrying an id and reuses it for every
+    later state with that id: a well-formed tree state can be swapped for a
+    crashing array met earlier. States sharing an id must agree."""
+    import skops.io as sio
+
+    X, y = classification
+    model = DecisionTreeClassifier(max_depth=3, random_state=0).fit(X, y)
+    model.__dict__ = {"aaa_": np.int64(9), **model.__dict__}  # serialized before tree_
+    blob = sio.dumps(model)
+
+    def alias(schema):
+        scalar = schema["content"]["content"]["aaa_"]
+        tree = next(n for n in nodes(schema) if n["__loader__"] == "TreeNode")
+        tree["content"]["content"]["nodes"]["__id__"] = scalar["__id__"]
+
+    outcome = outcomes_in_child(store, {
+        "aliased": forge(store, model=rewrite_skops(blob, alias))})
+    assert outcome["aliased"].startswith("refused: ")
+    assert "gives the id" in outcome["aliased"]
+
+
 # --------------------------------------------------------- torch weights
 def safetensors_variants(weights: bytes) -> dict[str, bytes]:
     (length,) = struct.unpack("<Q", weights[:8])
@@ -531,27 +596,7 @@ def test_garbage_lightgbm_text_is_refused_without_crashing(other_formats, classi
         r"^leaf_const=\S+", "leaf_const=1e400", b, flags=re.MULTILINE))  # std::stod throws
     digests["linear leaf beyond a double"] = forge(store, "lightgbm",
                                                    **{**linear.parts, "booster": overflow.encode()})
-    script = textwrap.dedent("""
-        import json, sys
-        from shipyard.errors import ArtifactError
-        from shipyard.store import ArtifactStore
-        from shipyard.train import load_model
-        store, outcomes = ArtifactStore(sys.argv[1]), {}
-        for label, digest in json.loads(sys.argv[2]).items():
-            try:
-                load_model(store, digest)
-                outcomes[label] = "loaded"
-            except ArtifactError as exc:
-                outcomes[label] = "refused: " + exc.message
-            print(json.dumps(outcomes), flush=True)
-        print(json.dumps(outcomes))
-    """)
-    done = subprocess.run([sys.executable, "-c", script, store.root, json.dumps(digests)],
-                          capture_output=True, text=True, timeout=240, check=False)
-    last = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else "{}"
-    outcomes = json.loads(last)
-    assert done.returncode == 0, f"crashed after {list(outcomes)}: {done.stderr[-2000:]}"
-    assert set(outcomes) == set(digests)
+    outcomes = outcomes_in_child(store, digests)
     not_refused = {k: v for k, v in outcomes.items() if not v.startswith("refused: ")}
     assert not not_refused
     assert sentinel.untouched()
