@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from shipyard.data import Datasets
     from shipyard.deploy import Deployments, ScoreResult
     from shipyard.evaluate import EvaluationReport, MitigationResult, PromotionResult
+    from shipyard.monitor import Monitor
     from shipyard.project import Project
     from shipyard.registry import Registry
     from shipyard.security import ApiKeys, AuditLog
@@ -26,7 +27,7 @@ class Workspace:
 
     Open one with :meth:`Workspace.open`; it creates or upgrades the schema
     of its metadata DB. Stores are attributes (``ws.datasets``, ``ws.runs``,
-    ``ws.models``, ``ws.deployments``, ``ws.keys``, ``ws.audit``); the
+    ``ws.models``, ``ws.deployments``, ``ws.monitor``, ``ws.keys``, ``ws.audit``); the
     lifecycle's verbs are methods (:meth:`train`, :meth:`reproduce`,
     :meth:`evaluate`, :meth:`mitigate`, :meth:`promote`, :meth:`score`).
 
@@ -46,6 +47,7 @@ class Workspace:
         self._audit: AuditLog | None = None
         self._deployments: Deployments | None = None
         self._keys: ApiKeys | None = None
+        self._monitor: Monitor | None = None
 
     @classmethod
     def open(
@@ -144,6 +146,16 @@ class Workspace:
 
             self._deployments = Deployments(self)
         return self._deployments
+
+    # ------------------------------------------------------------- monitor
+    @property
+    def monitor(self) -> Monitor:
+        """Monitoring of served models: check a window, reports, alerts."""
+        if self._monitor is None:
+            from shipyard.monitor import Monitor
+
+            self._monitor = Monitor(self)
+        return self._monitor
 
     def score(self, ref: str, input: str | Path, output: str | Path, **kwargs: Any
               ) -> ScoreResult:

@@ -95,6 +95,46 @@ class DeploymentError(ShipyardError):
     """A deployment is invalid or cannot be stored; nothing was changed."""
 
 
+class MonitorError(ShipyardError):
+    """A monitoring request is invalid (an unknown model, an empty window, an
+    alert rule that does not fit the report) or its result cannot be read."""
+
+
+class GenAIError(ShipyardError):
+    """A retrieval-augmented generation request (ingest, query, answer,
+    evaluation) is invalid or could not be carried out; no index was changed."""
+
+
+class DocumentError(GenAIError):
+    """A document could not be read as text: binary, encrypted, malformed, too
+    large, or of an unknown kind."""
+
+
+class EmptyCorpusError(GenAIError):
+    """There is nothing to index: no documents, or no text in any of them."""
+
+
+class CollectionNotFoundError(GenAIError, NotFoundError):
+    """No collection (or no such version of one) exists."""
+
+
+class EmbeddingError(GenAIError):
+    """An embeddings backend failed or returned unusable vectors."""
+
+
+class EmbeddingDimensionError(EmbeddingError):
+    """An embeddings model returned vectors of another dimension than the index
+    holds; the index was left untouched."""
+
+
+class VectorStoreError(GenAIError):
+    """A vector store could not be opened, read or written."""
+
+
+class GenerationError(GenAIError):
+    """A chat backend failed or returned no usable answer."""
+
+
 class AuditError(ShipyardError):
     """An audit entry could not be written, or its arguments are invalid."""
 

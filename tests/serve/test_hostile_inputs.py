@@ -243,3 +243,20 @@ def test_a_mitigated_model_runs_its_base_graph_with_thresholds_in_numpy(workspac
     np.testing.assert_allclose(a.probabilities, b.probabilities, atol=1e-5)
     base = workspace.models.get("hostile@1").load()
     np.testing.assert_allclose(b.probabilities, base.predict_proba(rows[["age", "income"]]))
+
+
+def test_the_cli_refuses_a_column_adding_alias_move_without_force(workspace):
+    from typer.testing import CliRunner
+
+    from shipyard.cli import app
+
+    home = str(workspace.settings.home)
+    runner = CliRunner()
+    base = ["--home", home, "models", "alias", "hostile", "champion"]
+    assert runner.invoke(app, [*base, "1", "--force"]).exit_code == 0
+    refused = runner.invoke(app, [*base, "2"])
+    assert refused.exit_code == 1 and "'sex' required" in str(refused.exception)
+    assert "--force" in str(refused.exception)
+    forced = runner.invoke(app, [*base, "2", "--force"])
+    assert forced.exit_code == 0 and "must now send column(s) 'sex'" in forced.output
+    assert workspace.models.get("hostile@champion").version == 2

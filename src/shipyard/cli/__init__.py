@@ -11,13 +11,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from shipyard.cli._common import (console, err_console, json_option, open_workspace,
-                                  print_json, record, set_home, state)
 from shipyard.cli._audit import app as audit_app
+from shipyard.cli._common import (console, err_console, json_option, open_workspace, print_json,
+                                  record, set_home, state)
 from shipyard.cli._data import app as data_app
 from shipyard.cli._deploy import deploy_command
 from shipyard.cli._evaluate import evaluate_command
 from shipyard.cli._models import app as models_app
+from shipyard.cli._monitor import app as monitor_app
 from shipyard.cli._predict import build_command, predict_command
 from shipyard.cli._promote import promote_command
 from shipyard.cli._runs import app as runs_app
@@ -46,6 +47,7 @@ app.command("predict")(predict_command)
 app.command("build")(build_command)
 app.add_typer(keys_app, name="keys")
 app.command("deploy")(deploy_command)
+app.add_typer(monitor_app, name="monitor")
 
 
 @app.callback()
@@ -114,7 +116,7 @@ def info(
                     "counts": ws.counts()})
         return
     table = Table(show_header=False, box=None)
-    table.add_column("what", style="bold")
+    table.add_column("what", style="bold", no_wrap=True)
     table.add_column("value", overflow="fold")  # paths and URLs wrap, never cut
     table.add_row("home", str(ws.settings.home))
     table.add_row("database", ws.db.safe_url)

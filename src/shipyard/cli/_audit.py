@@ -7,8 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from shipyard.cli._common import (console, err_console, fmt_when, json_option,
-                                  open_workspace, print_json, record)
+from shipyard.cli._common import (console, err_console, fmt_when, json_option, open_workspace,
+                                  print_json, record)
 from shipyard.cli._tables import Col, choose, columns_option, print_table
 
 app = typer.Typer(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import math
 import os
 import sys
 from collections.abc import Iterator
@@ -136,5 +137,5 @@ def fmt_bytes(n: float | None) -> str:
 def fmt_num(x: object) -> str:
     """A number for a table: 4 significant digits; missing (None, NaN) as ``-``."""
     if isinstance(x, float):
-        return "-" if x != x else f"{x:.4g}"
+        return "-" if math.isnan(x) else f"{x:.4g}"
     return "-" if x is None else str(x)

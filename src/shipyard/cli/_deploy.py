@@ -8,8 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from shipyard.cli._common import (console, fmt_time, fmt_when, json_option, open_workspace,
-                                  print_json, record)
+from shipyard.cli._common import console, fmt_time, fmt_when, open_workspace, print_json, record
 from shipyard.cli._tables import fit
 
 
@@ -134,7 +133,7 @@ def _show(deployments, model: str, as_json: bool) -> None:
     else:
         d = stored.deployment
         table = Table(show_header=False, box=None, title=f"deployment of {model}")
-        table.add_column("what", style="bold")
+        table.add_column("what", style="bold", no_wrap=True)
         table.add_column("value")
         for key, value in (("strategy", d.strategy), ("primary", d.primary),
                            ("candidate", d.candidate), ("weight", d.weight),

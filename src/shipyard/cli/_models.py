@@ -236,11 +236,19 @@ def alias(
         metavar="ALIAS", help="Alias to set or move, e.g. champion ('latest' is reserved).")],
     version: Annotated[int, typer.Argument(help="Version number it should point at.")],
     reason: Annotated[Optional[str], REASON] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Move it even if the new version needs input columns the current "
+                        "one does not take (its clients would be refused); audited.")] = False,
     as_json: Annotated[bool, json_option(
         "Print the version the alias now points at as JSON, with `alias`.")] = False,
 ) -> None:
-    """Point ALIAS of NAME at VERSION (moving it if it is already set)."""
-    v = open_workspace().models.set_alias(name, alias_name, version, reason=reason)
+    """Point ALIAS of NAME at VERSION (moving it if it is already set).
+
+    A move that makes an input column required which the current version does
+    not take is refused unless --force: clients of the alias do not send it."""
+    ws = open_workspace()
+    v = ws.models.set_alias(name, alias_name, version, reason=reason, force=force)
+    _warn_new_columns(ws, name)
     if as_json:
         print_json(_version_json(v, alias=alias_name))
         return
@@ -263,6 +271,9 @@ def rollback(
     name: Annotated[str, typer.Argument(help="Model name.")],
     alias_name: Annotated[str, typer.Argument(metavar="ALIAS", help="Alias to move back.")],
     reason: Annotated[Optional[str], REASON] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Move it even if the new version needs input columns the current "
+                        "one does not take (its clients would be refused); audited.")] = False,
     as_json: Annotated[bool, json_option(
         "Print the version the alias now points at as JSON, with `alias` and `previous` "
         "(the ref it left).")] = False,
@@ -273,7 +284,8 @@ def rollback(
     (3 → 2 → 1), never back and forth."""
     ws = open_workspace()
     before = ws.models.get(f"{name}@{alias_name}")
-    v = ws.models.rollback(name, alias_name, reason=reason)
+    v = ws.models.rollback(name, alias_name, reason=reason, force=force)
+    _warn_new_columns(ws, name)
     if as_json:
         print_json(_version_json(v, alias=alias_name, previous=before.ref))
         return
@@ -313,3 +325,14 @@ def restore(
         print_json(_version_json(v))
         return
     console.print(f"{v.ref} is {_status(v.status)}")
+
+
+def _warn_new_columns(ws, name: str) -> None:
+    """Say loudly (on stderr) when the move just made needed --force."""
+    from shipyard.cli._common import err_console
+
+    entries = ws.audit.entries("model", name, limit=1)
+    added = (entries[-1].details or {}).get("new_required_columns") if entries else None
+    if added:
+        err_console.print(f"[bold yellow]warning:[/] clients must now send column(s) "
+                          f"{', '.join(map(repr, added))}; requests without them are refused")

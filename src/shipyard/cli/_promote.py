@@ -34,6 +34,9 @@ def promote_command(
                            "are audited.")] = None,
     actor: Annotated[Optional[str], typer.Option(
         "--actor", help="Who promotes (default $SHIPYARD_ACTOR or the OS user).")] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Move the alias even if the challenger needs input columns the "
+                        "current holder does not take (its clients would be refused).")] = False,
     as_json: Annotated[bool, json_option(
         "Print the decision as JSON (promoted, previous, every gate, the challenger's "
         "evaluation report); the exit status is the same.")] = False,
@@ -52,7 +55,7 @@ def promote_command(
     with stdout_reserved(as_json):
         result = open_workspace().promote(
             model, to=to, policy=gates, dataset_ref=dataset, target=target,
-            sensitive=sensitive, actor=actor, override_reason=override)
+            sensitive=sensitive, actor=actor, override_reason=override, force=force)
     if as_json:
         print_json({**record(result), "passed": result.passed, "gates": result.gates.to_dict()})
     else:

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from shipyard.cli._common import (console, fmt_bytes, fmt_num, fmt_time, fmt_when,
-                                  json_option, open_workspace, print_json, record)
+from shipyard.cli._common import (console, fmt_bytes, fmt_num, fmt_time, fmt_when, json_option,
+                                  open_workspace, print_json, record)
 from shipyard.cli._tables import Col, choose, columns_option, fit, print_table
 
 if TYPE_CHECKING:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
@@ -69,8 +70,8 @@ def train_json(result: TrainResult) -> dict[str, Any]:
     }
 
 
-def _fmt4(value: object) -> str:
-    return "-" if value is None or value != value else f"{value:.4f}"
+def _fmt4(value: float | None) -> str:
+    return "-" if value is None or math.isnan(value) else f"{value:.4f}"
 
 
 def _short(value: object) -> str:
@@ -104,7 +105,7 @@ def print_train_result(result: TrainResult) -> None:
                 title=f"{escape(result.experiment)}: {result.metric} ({better} is better)",
                 optional=("fit s", "± std"))
     final = Table(show_header=False, box=None)
-    final.add_column("what", style="bold")
+    final.add_column("what", style="bold", no_wrap=True)
     final.add_column("value")
     final.add_row("best", f"{escape(result.best_candidate)} ({result.metric} "
                           f"{result.best_score:.4f})")

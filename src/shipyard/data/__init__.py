@@ -21,14 +21,15 @@ from shipyard.data._jsonable import jsonable
 from shipyard.data._expectations import (CheckResult, Expectation, ValidationReport,
                                          load_expectations, parse_expectations, validate)
 from shipyard.data._profile import profile_column, profile_frame
+from shipyard.data._sketch import ColumnSketch, FrameSketch
 from shipyard.data._snapshot import content_hash
 from shipyard.data._sources import (CsvSource, DataFrameSource, FileSource, HttpJsonSource,
                                     JsonlSource, JsonSource, ParquetSource, Source, SqlSource,
                                     as_source)
 
 __all__ = [
-    "CheckResult", "ColumnChange", "CsvSource", "DataFrameSource", "DatasetDiff",
-    "DatasetSummary", "DatasetVersion", "Datasets", "Expectation", "FileSource",
+    "CheckResult", "ColumnChange", "ColumnSketch", "CsvSource", "DataFrameSource", "DatasetDiff",
+    "DatasetSummary", "DatasetVersion", "Datasets", "Expectation", "FileSource", "FrameSketch",
     "HttpJsonSource", "JsonSource", "JsonlSource", "ParquetSource", "Source", "SqlSource",
     "ValidationReport", "as_source", "check_name", "content_hash", "diff_versions", "jsonable",
     "load_expectations", "parse_expectations", "parse_ref", "profile_column", "profile_frame",

@@ -26,7 +26,7 @@ MODEL_HOME = "/models"
 SERVING_EXTRAS = ("scikit-learn", "scipy", "skops", "lightgbm", "safetensors", "fastapi",
                   "starlette", "uvicorn", "uvloop", "httptools", "orjson", "prometheus-client")
 #: What a model format needs on top.
-FORMAT_EXTRAS = {"torch": ("torch",)}
+FORMAT_EXTRAS = {"torch": ("torch",), "onnx": ("onnx", "onnxruntime"), "xgboost": ("xgboost",)}
 #: Pulled in by Shipyard's package metadata but not needed to serve.
 NOT_FOR_SERVING = frozenset({"optuna", "imbalanced-learn", "pandera", "ray", "shap", "fairlearn",
                              "matplotlib", "jinja2", "psycopg"})
@@ -182,9 +182,9 @@ def _format(version) -> str | None:
     ws = getattr(version, "_workspace", None)
     if ws is None:
         return None
-    from shipyard.train import ModelArtifact
+    from shipyard.registry import read_artifact
 
-    return ModelArtifact.read(ws.artifacts, version.artifact_digest).format
+    return read_artifact(ws.artifacts, version.artifact_digest).format
 
 
 def _canonical(name: str) -> str:

@@ -503,9 +503,9 @@ def evaluate(
 
 
 def _artifact_bytes(ws: Workspace, digest: str) -> int:
-    from shipyard.train import ModelArtifact
+    from shipyard.registry import read_artifact
 
-    artifact = ModelArtifact.read(ws.artifacts, digest)
+    artifact = read_artifact(ws.artifacts, digest)
     sizes = artifact.metadata.get("part_sizes") or {}
     if set(sizes) >= set(artifact.parts):
         return int(sum(sizes.values()))

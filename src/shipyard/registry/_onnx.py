@@ -143,18 +143,19 @@ def _compare(onnx_bytes: bytes, want_labels, got_labels, want_proba, got_proba,
 
 
 def prepare_onnx(ws: Workspace, model: Any, signature: dict[str, Any] | None,
-                 dataset_ref: str | None, *, sample_rows: int = SAMPLE_ROWS
-                 ) -> tuple[dict[str, str], str | None]:
+                 dataset_ref: str | None, *, sample_rows: int = SAMPLE_ROWS,
+                 sample: pd.DataFrame | None = None) -> tuple[dict[str, str], str | None]:
     """Convert and verify ``model`` on up to ``sample_rows`` rows of
-    ``dataset_ref``; store a kept graph as a blob.
+    ``sample``, else of ``dataset_ref``; store a kept graph as a blob.
 
     Returns
     -------
     tuple
         ``(tags, blob digest or None)``; the caller records both with the version.
     """
-    sample = None
-    if dataset_ref is not None:
+    if sample is not None:
+        sample = sample.head(sample_rows)
+    elif dataset_ref is not None:
         try:
             data = ws.datasets.load(dataset_ref)
             sample = data.sample(sample_rows, random_state=0) if len(data) > sample_rows \
@@ -172,17 +173,38 @@ def prepare_onnx(ws: Workspace, model: Any, signature: dict[str, Any] | None,
 
 
 def _to_onnx(model: Any, inputs: list[dict[str, Any]]) -> bytes:
+    serving_onnx = getattr(model, "serving_onnx", None)
+    if serving_onnx is not None:  # already a graph (an imported model): rewired, not converted
+        return serving_onnx(inputs)
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 
     model = _convertible(model)
     types = [(str(c["name"]), FloatTensorType([None, 1]) if _numeric(c)
               else StringTensorType([None, 1])) for c in inputs]
+    model = _joined(model, [name for name, _ in types])
     final = model.steps[-1][1] if hasattr(model, "steps") else model
     options = {id(final): {"zipmap": False}} if hasattr(final, "classes_") else None
     onx = convert_sklearn(model, initial_types=types, target_opset=TARGET_OPSET,
                           options=options)
     return onx.SerializeToString()
+
+
+def _joined(model: Any, names: list[str]) -> Any:
+    """``model`` behind a passthrough ColumnTransformer when it takes one
+    matrix (fitted without Shipyard's preprocessing, e.g. registered from
+    elsewhere): most converters take one input, and the graph is fed one
+    per column."""
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline
+
+    first = model.steps[0][1] if isinstance(model, Pipeline) else model
+    if len(names) < 2 or isinstance(first, ColumnTransformer):
+        return model
+    columns = ColumnTransformer([("columns", "passthrough", names)])
+    columns.fit(pd.DataFrame({name: [0.0] for name in names}))
+    return Pipeline([("columns", columns), ("model", model)])
 
 
 def _convertible(model: Any) -> Any:

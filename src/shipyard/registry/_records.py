@@ -68,13 +68,13 @@ class ModelVersion:
     def load(self) -> Any:
         """The model (``predict``, and ``predict_proba`` for classifiers),
         every blob hash-verified."""
-        from shipyard.train import load_model
+        from shipyard.registry._formats import load_stored
 
         if self._workspace is None:
             from shipyard.errors import RegistryError
 
             raise RegistryError(f"{self.ref} is not attached to a workspace")
-        return load_model(self._workspace.artifacts, self.artifact_digest)
+        return load_stored(self._workspace.artifacts, self.artifact_digest)
 
     def __str__(self) -> str:
         return self.ref

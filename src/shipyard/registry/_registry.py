@@ -63,7 +63,8 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from shipyard import Workspace
-    from shipyard.tracking import RunInfo
+    from shipyard.registry._byo import LoggedModel
+    from shipyard.tracking import ActiveRun, RunInfo
 
 #: Aliases the registry computes itself; they cannot be set.
 RESERVED_ALIASES = frozenset({"latest"})
@@ -204,8 +205,13 @@ class Registry:
     def register(
         self,
         name: str,
-        run_id: str | RunInfo | Any,
+        source: str | RunInfo | Any,
         *,
+        sample: Any = None,
+        run: ActiveRun | None = None,
+        task: str | None = None,
+        classes: Any = None,
+        target: str | None = None,
         artifact_digest: str | None = None,
         signature: Mapping[str, Any] | None = None,
         description: str | None = None,
@@ -214,14 +220,37 @@ class Registry:
         reason: str | None = None,
         onnx: bool = True,
     ) -> ModelVersion:
-        """Record the model a run produced as the next version of ``name``.
+        """Record the model a run produced, or a model trained elsewhere, as
+        the next version of ``name``.
 
         Parameters
         ----------
         name
             Model name; created on first use.
-        run_id
-            The training run (id, unique id prefix, RunInfo or ActiveRun).
+        source
+            The training run (id, unique id prefix, RunInfo or ActiveRun);
+            or a model trained outside ``shipyard train``: a fitted model
+            object, a model file or an MLflow model folder, saved in a safe
+            format and logged into a run first (see
+            :mod:`shipyard.registry._byo` for what is accepted).
+        sample
+            Input rows (DataFrame, 2-D array or data file). For a model
+            object or file: the signature is inferred from them and the saved
+            model checked on them (needed except for ONNX graphs). For a run:
+            the rows the ONNX fast path is verified on, instead of the run's
+            logged sample or its dataset.
+        run
+            For a model object or file: the active run it was trained in,
+            which then holds it (lineage: its inputs and metrics); default a
+            new run in experiment ``import``.
+        task, classes
+            For an ONNX graph or torch module (``classes`` also for a bare
+            LightGBM/XGBoost booster): read its outputs as ``regression``,
+            ``binary`` or ``multiclass``, with these class labels in output
+            order; default inferred.
+        target
+            For a model object or file: the name of the column it predicts,
+            recorded in the signature.
         artifact_digest
             The ModelArtifact manifest digest; default the run's
             ``model.digest`` tag.
@@ -250,17 +279,35 @@ class Registry:
         Raises
         ------
         NotFoundError
-            No such run, or its model blobs are missing.
+            No such run or model file, or the model blobs are missing.
         RegistryError
             Invalid name or arguments; the run failed, or has no model or no
-            signature.
+            signature; a model object, file or sample is refused (a pickle,
+            types outside the skops allow-list, no sample where one is
+            needed, a sample the model does not take): nothing is registered
+            and no run is started then.
         """
+        from shipyard.registry._byo import is_run_ref, register_model
+
         check_model_name(name)
         actor = resolve_actor(actor)
         description = _text(description, "description")
         reason = _text(reason, "reason")
         tag_map = _tags(tags)
-        run = self._ws.runs.get(run_id)
+        if not is_run_ref(source):
+            if artifact_digest is not None or signature is not None:
+                raise RegistryError("artifact_digest= and signature= describe a run's model; a "
+                                    "model object's are saved and inferred",
+                                    hint="leave them out, or register the run")
+            return register_model(self._ws, name, source, sample=sample, run=run, task=task,
+                                  classes=classes, target=target, description=description,
+                                  tags=tag_map, actor=actor, reason=reason, onnx=onnx)
+        given = [k for k, v in (("run", run), ("task", task), ("classes", classes),
+                                ("target", target)) if v is not None]
+        if given:
+            raise RegistryError(f"{'=, '.join(given)}= describe a model object or file; a run's "
+                                "model is described by the run", hint="leave them out")
+        run = self._ws.runs.get(source)
         if run.status in ("FAILED", "KILLED"):
             raise RegistryError(f"run {run.short_id} is {run.status}: its model is not "
                                 "registered", hint="register the model of a finished run")
@@ -278,14 +325,25 @@ class Registry:
                    for k, v in run.metrics.items()}
         onnx_blobs: builtins.list[str] = []
         if onnx:
+            from shipyard.registry._byo import as_frame, logged_sample
+            from shipyard.registry._formats import load_stored
             from shipyard.registry._onnx import prepare_onnx
-            from shipyard.train import load_model
 
             inputs = self._ws.runs.inputs(run.id)
-            onnx_tags, onnx_digest = prepare_onnx(self._ws, load_model(self._ws.artifacts, digest),
-                                                  sig, inputs[0] if inputs else None)
+            rows = as_frame(sample) if sample is not None else logged_sample(self._ws, run.id)
+            loaded = load_stored(self._ws.artifacts, digest)
+            onnx_tags, onnx_digest = prepare_onnx(self._ws, loaded, sig,
+                                                  inputs[0] if inputs else None, sample=rows)
             tag_map = {**tag_map, **onnx_tags}
             onnx_blobs = [onnx_digest] if onnx_digest else []
+        # The monitor's baseline (docs/monitoring.md §1); skipped with a warning.
+        from shipyard.registry._reference import prepare_reference
+
+        reference_tags, reference_blobs = prepare_reference(
+            self._ws, _loader(self._ws, digest), sig,
+            next(iter(self._ws.runs.inputs(run.id)), None), tags=tag_map,
+            what=f"the new version of {name}")
+        tag_map = {**tag_map, **reference_tags}
 
         def write(session: Session) -> ModelVersion:
             # Before anything is read: the next version number below must not
@@ -317,7 +375,8 @@ class Registry:
             session.add(row)
             session.flush()
             session.add_all(ModelVersionBlobRow(version_id=row.id, digest=d)
-                            for d in [*artifact.digests, *onnx_blobs])
+                            for d in dict.fromkeys([*artifact.digests, *onnx_blobs,
+                                                    *reference_blobs]))
             version = self._versions(session, [row], name, new=True)[0]
             self._ws.audit.append(
                 session, actor=actor, action="model.register", object_type="model",
@@ -328,10 +387,36 @@ class Registry:
 
         return self._write(write, f"register {name}")
 
-    def _artifact(self, digest: str):
-        from shipyard.train import ModelArtifact
+    def log_model(self, run: ActiveRun, model: Any, *, sample: Any = None,
+                  task: str | None = None, classes: Any = None, target: str | None = None,
+                  registered_model_name: str | None = None, **register: Any) -> LoggedModel:
+        """Save ``model`` into the active ``run`` (what
+        :meth:`~shipyard.tracking.ActiveRun.log_model` calls): in a safe
+        format, with its signature inferred from ``sample``, tag
+        ``model.digest`` and ``model/signature.json`` as training writes them.
+        With ``registered_model_name`` it is also registered as that model's
+        next version; otherwise ``register(name, run.id)`` registers it later.
 
-        artifact = ModelArtifact.read(self._ws.artifacts, digest)
+        ``sample``, ``task``, ``classes`` and ``target`` are as in
+        :meth:`register`, and so are ``register``'s keywords (``description``,
+        ``tags``, ``reason``, ``onnx``, ...).
+
+        Raises
+        ------
+        RegistryError
+            The run has ended or already holds another model, or the model
+            or sample is refused (nothing is logged then).
+        """
+        from shipyard.registry._byo import log_model
+
+        return log_model(self._ws, run, model, sample=sample, task=task, classes=classes,
+                         target=target, registered_model_name=registered_model_name,
+                         **register)
+
+    def _artifact(self, digest: str):
+        from shipyard.registry._formats import read_artifact
+
+        artifact = read_artifact(self._ws.artifacts, digest)
         missing = [d for d in artifact.digests if not self._ws.artifacts.exists(d)]
         if missing:
             raise ArtifactNotFoundError(f"model {digest[:12]} lacks blobs "
@@ -762,6 +847,20 @@ class Registry:
             dataset_version=datasets.get(r.dataset_version_id), aliases=tuple(aliases[r.id]),
             created_at=r.created_at, created_by=r.created_by, new=new, _workspace=self._ws)
             for r in rows]
+
+
+def _loader(ws: Workspace, digest: str):
+    """A function that loads the model ``digest`` when first called."""
+    loaded: builtins.list[Any] = []
+
+    def model() -> Any:
+        if not loaded:
+            from shipyard.registry._formats import load_stored
+
+            loaded.append(load_stored(ws.artifacts, digest))
+        return loaded[0]
+
+    return model
 
 
 def input_columns(signature: dict | None) -> list[str]:

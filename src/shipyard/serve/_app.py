@@ -205,6 +205,10 @@ async def metrics(request: Request) -> Response:
     if state.predlog is not None:
         state.metrics.predlog_dropped.set(state.predlog.dropped)
     from prometheus_client import CONTENT_TYPE_LATEST
+    from starlette.concurrency import run_in_threadpool
+
+    # The monitor gauges: read from the DB at most once per reload interval.
+    await run_in_threadpool(state.metrics.refresh_monitor, state.ws, list(state.slots.slots))
 
     return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
@@ -234,6 +238,8 @@ def create_app(ws: Workspace, models: list[str], *, auth: bool = True,
     reload_interval
         Seconds between checks that an alias still points at the loaded
         version; 0 turns polling off (``POST /v1/admin/reload`` still works).
+        Also how often ``/metrics`` re-reads the served models' latest
+        monitor reports (every 10 s when 0).
     key_cache_ttl
         Seconds a verified API key is reused without asking the DB; a
         revocation takes effect within it.
@@ -272,7 +278,7 @@ def create_app(ws: Workspace, models: list[str], *, auth: bool = True,
         raise ConfigError("no models to serve", hint="name one or more refs: fraud@champion")
     slots = ModelSlots(ws, list(models), reload_interval=reload_interval, max_rows=max_rows,
                        onnx=onnx)
-    metrics_ = ServerMetrics()
+    metrics_ = ServerMetrics(monitor_interval=reload_interval or 10.0)
     predlog = (PredictionLog(ws.settings.home, flush_interval=log_flush_interval)
                if prediction_log else None)
     state = Serving(ws=ws, slots=slots, auth=Authenticator(ws, enabled=auth,

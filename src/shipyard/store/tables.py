@@ -271,3 +271,42 @@ class DeploymentRow(Base):
     updated_at: Mapped[float] = mapped_column(Float, nullable=False)
     updated_by: Mapped[str] = mapped_column(String(200), nullable=False)
     reason: Mapped[str | None] = mapped_column(Text)
+
+
+# ------------------------------------------------------------- monitoring
+class MonitorReportRow(Base):
+    """One window's monitor report (see :mod:`shipyard.monitor`): the figures
+    a query filters on as columns, the whole report as JSON."""
+
+    __tablename__ = "monitor_reports"
+    __table_args__ = (Index("ix_monitor_reports_model_created", "model", "created_at"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+                                    autoincrement=True)
+    model: Mapped[str] = mapped_column(String(200), nullable=False)
+    version: Mapped[int | None] = mapped_column(Integer)
+    role: Mapped[str | None] = mapped_column(String(16))
+    window_start: Mapped[float | None] = mapped_column(Float)
+    window_end: Mapped[float | None] = mapped_column(Float)
+    rows: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    verdict: Mapped[str] = mapped_column(String(16), nullable=False)
+    created_at: Mapped[float] = mapped_column(Float, nullable=False)
+    report: Mapped[dict] = mapped_column(JSON, nullable=False)
+
+
+class MonitorAlertRow(Base):
+    """One alert incident of a rule on a model: fired, then resolved; its
+    webhook deliveries with their outcomes. Every state change is also in the
+    audit log (``monitor.alert``)."""
+
+    __tablename__ = "monitor_alerts"
+    __table_args__ = (Index("ix_monitor_alerts_model_rule", "model", "rule", "id"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+                                    autoincrement=True)
+    model: Mapped[str] = mapped_column(String(200), nullable=False)
+    rule: Mapped[str] = mapped_column(String(100), nullable=False)
+    state: Mapped[str] = mapped_column(String(16), nullable=False, index=True)
+    fired_at: Mapped[float] = mapped_column(Float, nullable=False)
+    resolved_at: Mapped[float | None] = mapped_column(Float)
+    last_report_id: Mapped[int | None] = mapped_column(ForeignKey("monitor_reports.id"))
+    details: Mapped[dict] = mapped_column(JSON, nullable=False)
+    deliveries: Mapped[list] = mapped_column(JSON, nullable=False)

@@ -970,6 +970,43 @@ class ActiveRun:
 
         self._runs.ws.db.retry(write)
 
+    def log_model(self, model: Any, *, sample: Any = None,
+                  registered_model_name: str | None = None, **kwargs: Any) -> Any:
+        """Save a model trained in this run into it, as ``shipyard train``
+        saves its models: in a safe format (never pickle), with the signature
+        inferred from ``sample``, tag ``model.digest`` and artifact
+        ``model/signature.json``. A run holds one model.
+
+        Parameters
+        ----------
+        model
+            A fitted scikit-learn, LightGBM or XGBoost model, a torch module
+            (exported to ONNX with ``sample`` as its input example), an ONNX
+            graph, or a model file.
+        sample
+            A few input rows (DataFrame or 2-D array); needed except for ONNX.
+        registered_model_name
+            Also register the model as the next version of this name, as
+            MLflow's ``log_model(..., registered_model_name=...)`` does;
+            without it nothing is registered until
+            ``ws.models.register(name, run.id)``.
+        **kwargs
+            ``task``, ``classes``, ``target`` and the registration's keywords:
+            see :meth:`shipyard.registry.Registry.register`.
+
+        Returns
+        -------
+        shipyard.registry.LoggedModel
+            The model's digest, format and signature, and the registered
+            version if any.
+        """
+        self._check_active()
+        # The registry sits above tracking: reached through this run's
+        # workspace at call time, never imported here.
+        return self._runs.ws.models.log_model(self, model, sample=sample,
+                                              registered_model_name=registered_model_name,
+                                              **kwargs)
+
     # ---------------------------------------------------------- nesting, end
     def start_run(self, name: str | None = None, **kwargs: Any) -> ActiveRun:
         """Start a nested run (a trial) in this run's experiment."""

@@ -618,8 +618,10 @@ def _check_skops(data: bytes, what: str, *, saving: bool = False) -> list[str]:
     ------
     ArtifactError
         The bytes are not a skops zip, break a limit, hold something other
-        than plain ``.npy`` arrays beside ``schema.json``, or name a type or
-        callable outside the allow-list (all of them named).
+        than plain ``.npy`` arrays beside ``schema.json``, name a type or
+        callable outside the allow-list (all of them named), give one id to
+        different objects, or hold a decision tree whose arrays would crash
+        scikit-learn while loading.
     """
     import skops.io as sio
 

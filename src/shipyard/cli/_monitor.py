@@ -1,0 +1,244 @@
+"""``shipyard monitor MODEL``: check a window of a served model's traffic
+(drift, data quality, performance), store the report, fire or resolve its
+alerts; ``--every`` repeats until Ctrl-C. ``shipyard monitor alerts``: the
+alert history."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
+import typer
+from typer.core import TyperGroup
+
+from shipyard.cli._common import (console, err_console, fmt_when, fmt_num, json_option,
+                                  open_workspace, print_json, record, stdout_reserved)
+from shipyard.cli._tables import fit
+
+if TYPE_CHECKING:
+    from shipyard.monitor import MonitorCheck
+
+#: Most drift rows printed; the rest are counted (``--json`` has them all).
+MAX_DRIFT_ROWS = 25
+
+
+class _CheckByDefault(TyperGroup):
+    """``shipyard monitor MODEL ...`` means ``shipyard monitor check MODEL ...``."""
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["check", *args]
+        return super().parse_args(ctx, args)
+
+
+app = typer.Typer(cls=_CheckByDefault, no_args_is_help=True, help=(
+    "Watch a served model: drift, data quality, performance, alerts. "
+    "`shipyard monitor MODEL` is `shipyard monitor check MODEL`."))
+
+
+@app.command("check")
+def check_command(
+    model: Annotated[str, typer.Argument(help="The model name (e.g. fraud).")],
+    version: Annotated[Optional[int], typer.Option(
+        "--version", min=1, help="Only requests answered by this version.")] = None,
+    role: Annotated[Optional[str], typer.Option(
+        "--role", help="Only requests in this rollout role: primary, candidate or shadow.")
+    ] = None,
+    since: Annotated[Optional[str], typer.Option(
+        "--since", help="Window start: a duration back from now (90s, 10m, 1h, 7d) or an ISO "
+                        "time; default: the policy's window.")] = None,
+    every: Annotated[Optional[str], typer.Option(
+        "--every", help="Check again every this long (10m, 1h) until Ctrl-C; each check "
+                        "covers --since (default: the interval).")] = None,
+    policy_file: Annotated[Optional[Path], typer.Option(
+        "--policy", help="Thresholds and alert rules: the monitor: section of this "
+                         "shipyard.yaml (or a file holding only that section).")] = None,
+    html: Annotated[Optional[Path], typer.Option(
+        "--html", help="Write the HTML monitor page here (rewritten after each check).")
+    ] = None,
+    as_json: Annotated[bool, json_option(
+        "Print the check (report, rule outcomes, alert changes, alerts firing) as JSON on "
+        "stdout and nothing else there; with --every, one JSON document per line.")] = False,
+) -> None:
+    """Check a window of MODEL's logged traffic against its reference: drift per
+    column and of the whole dataset, data quality, realized and estimated
+    performance. The report is stored (ws.monitor.reports) and the policy's
+    alert rules fire or resolve, delivered to the log, the workspace DB, the
+    audit log and webhooks."""
+    from shipyard.errors import ConfigError, MonitorError
+    from shipyard.monitor import check_policy, parse_duration
+
+    interval = None
+    if every is not None:
+        try:
+            interval = parse_duration(every)
+        except ValueError as exc:
+            raise ConfigError(f"--every: {exc}") from exc
+    policy = check_policy(_load_policy(policy_file))
+    ws = open_workspace()
+    window = since if since is not None else (every if every is not None else None)
+    checks = 0
+    try:
+        while True:
+            try:
+                with stdout_reserved(as_json):
+                    result = ws.monitor.check(model, version=version, role=role, since=window,
+                                              policy=policy)
+                    if html is not None:
+                        html.write_text(ws.monitor.html(model, report_id=result.report.id),
+                                        encoding="utf-8")
+            except MonitorError as exc:
+                if interval is None:
+                    raise
+                err_console.print(f"[yellow]{time.strftime('%H:%M:%S')}[/] no report: "
+                                  f"{exc.message}", highlight=False)
+            else:
+                checks += 1
+                if as_json:
+                    _print_check_json(result, compact=interval is not None)
+                else:
+                    _render(result, html)
+            if interval is None:
+                return
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        err_console.print(f"stopped after {checks} check{'s' if checks != 1 else ''}")
+
+
+def _load_policy(path: Path | None) -> Any:
+    if path is None:
+        return None
+    from shipyard.project import load_section
+
+    section, _ = load_section(path, "monitor")
+    return section
+
+
+def _check_json(result: MonitorCheck) -> dict[str, Any]:
+    return {"verdict": result.verdict, "report": record(result.report),
+            "outcomes": [o.to_dict() for o in result.outcomes],
+            "changes": [record(a) for a in result.changes],
+            "firing": [record(a) for a in result.firing]}
+
+
+def _print_check_json(result: MonitorCheck, *, compact: bool) -> None:
+    if not compact:
+        print_json(_check_json(result))
+        return
+    import json
+
+    from shipyard.data import jsonable
+
+    typer.echo(json.dumps(jsonable(_check_json(result)), ensure_ascii=False, allow_nan=False))
+
+
+# ---------------------------------------------------------------- render
+_TONE = {"ok": "green", "warning": "yellow", "alert": "bold red"}
+
+
+def _render(result: MonitorCheck, html: Path | None) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    stored, report = result.report, result.report.report
+    where = " ".join(filter(None, [stored.model,
+                                   f"v{stored.version}" if stored.version else None,
+                                   stored.role]))
+    tone = _TONE.get(stored.verdict, "bold")
+    console.print(f"[bold]{escape(where)}[/]: window {fmt_when(stored.window_start)} – "
+                  f"{fmt_when(stored.window_end)}, {stored.rows:,} rows; verdict "
+                  f"[{tone}]{stored.verdict}[/] (report {stored.id})")
+    for why in report.get("reasons") or []:
+        console.print(f"  - {escape(str(why))}")
+    drift = report.get("drift") or {}
+    if drift:
+        ordered = sorted(drift.items(), key=lambda kv: (not kv[1].get("drifted"),
+                                                         kv[1].get("p_adjusted") or 1.0))
+        table = Table(title="drift per column (drifted first)")
+        for col, justify in (("column", "left"), ("test", "left"), ("statistic", "right"),
+                             ("adjusted p", "right"), ("effect", "right"),
+                             ("drifted", "left")):
+            table.add_column(col, justify=justify, no_wrap=col != "column")
+        for name, d in ordered[:MAX_DRIFT_ROWS]:
+            effect = fmt_num(d.get("effect"))
+            if d.get("effect_name"):
+                effect += f" {d['effect_name']}"
+            table.add_row(escape(str(name)), escape(str(d.get("test") or "-")),
+                          fmt_num(d.get("statistic")), fmt_num(d.get("p_adjusted")),
+                          escape(effect),
+                          "[bold red]yes[/]" if d.get("drifted") else "[green]no[/]")
+        fit(table, console)
+        console.print(table)
+        if len(ordered) > MAX_DRIFT_ROWS:
+            console.print(f"... and {len(ordered) - MAX_DRIFT_ROWS} more columns (--json has "
+                          "them all)")
+    dd = report.get("dataset_drift") or {}
+    if dd:
+        verdict = "[bold red]drift[/]" if dd.get("drifted") else "[green]no drift[/]"
+        console.print(f"dataset: {verdict}; share of drifted columns "
+                      f"{fmt_num(dd.get('share'))}")
+    failed = {k: q for k, q in (report.get("quality") or {}).items()
+              if isinstance(q, dict) and q.get("failed")}
+    if failed:
+        console.print("quality: " + "; ".join(
+            f"[red]{escape(str(k))}[/] {fmt_num(q.get('value'))} > {fmt_num(q.get('threshold'))}"
+            for k, q in failed.items()))
+    elif report.get("quality"):
+        console.print(f"quality: [green]{len(report['quality'])} checks passed[/]")
+    perf = report.get("performance") or {}
+    figures = [f"{kind} {escape(str(m))} {fmt_num(v.get('value'))}"
+               for kind in ("realized", "estimated")
+               for m, v in (perf.get(kind) or {}).items() if isinstance(v, dict)]
+    if figures:
+        console.print("performance: " + ", ".join(figures))
+    for alert in result.changes:
+        word = "[bold red]FIRING[/]" if alert.firing else "[green]resolved[/]"
+        reason = (alert.details.get("resolved_by") or alert.details).get("reason")
+        sent = ", ".join(f"{escape(d['webhook'])} {d['status']}" for d in alert.deliveries
+                         if d["state"] == alert.state)
+        console.print(f"alert {word} {escape(alert.rule)}: {escape(str(reason))}"
+                      + (f" (webhooks: {sent})" if sent else ""))
+    still = [a.rule for a in result.firing if a.id not in {c.id for c in result.changes}]
+    if still:
+        console.print(f"still firing: {escape(', '.join(still))}")
+    if html is not None:
+        console.print(f"HTML monitor page written to {escape(str(html))}")
+
+
+# ---------------------------------------------------------------- alerts
+@app.command("alerts")
+def alerts_command(
+    model: Annotated[Optional[str], typer.Argument(
+        help="Only this model's alerts (default: every model's).")] = None,
+    state: Annotated[Optional[str], typer.Option(
+        "--state", help="Only firing or only resolved alerts.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Newest this many.")] = 50,
+    as_json: Annotated[bool, json_option()] = False,
+) -> None:
+    """The alert history, newest first: which rule fired on which model,
+    when, why, whether it resolved, and how each webhook delivery went."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from shipyard.cli._common import fmt_time
+
+    alerts = open_workspace().monitor.alerts(model, state=state, limit=limit)
+    if as_json:
+        print_json([record(a) for a in alerts])
+        return
+    if not alerts:
+        console.print("no alerts" + (f" of {escape(model)}" if model else ""))
+        return
+    table = Table(title="alerts (newest first)")
+    for col in ("id", "model", "rule", "state", "fired", "resolved", "why", "webhooks"):
+        table.add_column(col, no_wrap=col in ("id", "state", "fired", "resolved"))
+    for a in alerts:
+        state_cell = "[bold red]firing[/]" if a.firing else "[green]resolved[/]"
+        sent = ", ".join(f"{d['state']} {escape(d['webhook'])} {d['status']}"
+                         for d in a.deliveries)
+        table.add_row(str(a.id), escape(a.model), escape(a.rule), state_cell,
+                      fmt_time(a.fired_at), fmt_time(a.resolved_at),
+                      escape(str(a.details.get("reason") or "")), sent or "-")
+    fit(table, console)
+    console.print(table)

@@ -1,0 +1,253 @@
+"""The reference profile of a model version, built once when it is registered
+(docs/monitoring.md §1): what the model saw in training and what it answered
+there, the baseline every production window is compared with.
+
+One JSON blob (format :data:`FORMAT`)::
+
+    inputs           FrameSketch of the training rows' signature inputs
+    prediction       FrameSketch of {"label": predicted labels (classification)
+                     or values (regression), "score": positive-class
+                     probability (binary) or largest probability (multiclass)}
+    sample           digest of a Parquet blob: <= 2,000 seeded random training
+                     rows (inputs only), for the multivariate tests
+    rows             training rows sketched; prediction_rows: rows scored
+                     (a seeded sample of at most 200,000)
+    kinds            {column: numeric | categorical | datetime | text}
+    task, classes    from the signature's output
+    dataset          "adult@1"; created_at: epoch seconds
+
+The version's tag :data:`REFERENCE_TAG` names the blob, and both blobs are
+listed among the version's blobs so ``gc`` keeps them. Building it is skipped,
+with a logged warning and no error, when the version records no training
+dataset, the data lacks a signature column, ``datasketches`` is not
+installed, or the model cannot score the rows.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from shipyard.errors import ShipyardError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from shipyard import Workspace
+    from shipyard.registry._records import ModelVersion
+
+log = logging.getLogger("shipyard.registry")
+REFERENCE_TAG = "reference.digest"
+FORMAT = "shipyard.reference/1"
+#: Training rows kept as the multivariate tests' reference sample.
+SAMPLE_ROWS = 2_000
+#: Training rows scored for the prediction profile (a seeded sample beyond).
+PREDICTION_ROWS = 200_000
+_CHUNK = 50_000
+
+
+def input_kinds(signature: Mapping[str, Any] | None) -> dict[str, str]:
+    """``{column: kind}`` of a signature's inputs (numeric, categorical,
+    datetime or text; booleans and strings are categorical).
+
+    >>> input_kinds({"inputs": [{"name": "age", "dtype": "int64", "kind": "numeric"},
+    ...                         {"name": "ok", "dtype": "bool"}]})
+    {'age': 'numeric', 'ok': 'categorical'}
+    """
+    kinds = {}
+    for entry in (signature or {}).get("inputs", []):
+        if not isinstance(entry, Mapping):
+            continue
+        dtype = str(entry.get("dtype", "object"))
+        kind = entry.get("kind")
+        if kind not in ("numeric", "categorical", "datetime", "text"):
+            kind = ("numeric" if dtype.startswith(("int", "Int", "uint", "UInt", "float",
+                                                  "Float")) and dtype != "bool"
+                    else "datetime" if dtype.startswith("datetime") else "categorical")
+        kinds[str(entry["name"])] = kind
+    return kinds
+
+
+def _output(signature: Mapping[str, Any] | None) -> tuple[str, list | None]:
+    output = (signature or {}).get("output") or {}
+    classes = output.get("classes")
+    task = output.get("task") or ("regression" if classes is None else "classification")
+    if task == "classification":
+        task = "binary" if classes is not None and len(classes) <= 2 else "multiclass"
+    return str(task), list(classes) if classes is not None else None
+
+
+def prediction_kinds(task: str) -> dict[str, str]:
+    """Kinds of the prediction profile's columns for a task."""
+    if task == "regression":
+        return {"label": "numeric"}
+    return {"label": "categorical", "score": "numeric"}
+
+
+def score_frame(model: Any, frame: pd.DataFrame, task: str) -> pd.DataFrame:
+    """The prediction profile's columns for ``frame``: ``label`` and, for
+    classifiers with probabilities, ``score``."""
+    import numpy as np
+    import pandas as pd
+
+    labels = np.asarray(model.predict(frame))
+    out = pd.DataFrame({"label": labels})
+    if task != "regression":
+        score = np.full(len(frame), np.nan)
+        if hasattr(model, "predict_proba"):
+            proba = np.asarray(model.predict_proba(frame), dtype=np.float64)
+            score = proba[:, -1] if proba.shape[1] == 2 else proba.max(axis=1)
+        out["score"] = score
+    return out
+
+
+def build_reference(ws: Workspace, model: Any, signature: Mapping[str, Any] | None,
+                    dataset_ref: str, *, seed: int = 0) -> dict[str, Any]:
+    """Sketch ``dataset_ref``'s rows and ``model``'s answers on them; store the
+    sample blob; return the reference document (not yet stored).
+
+    Raises
+    ------
+    ShipyardError
+        The data cannot be read or lacks a signature column
+        (:class:`~shipyard.errors.DataError`), datasketches is missing
+        (:class:`~shipyard.errors.ConfigError`).
+    Exception
+        Whatever the model raises when it cannot score the rows.
+    """
+    from shipyard.data import FrameSketch
+    from shipyard.errors import DataError
+
+    kinds = input_kinds(signature)
+    if not kinds:
+        raise DataError("the signature lists no input columns")
+    task, classes = _output(signature)
+    data = ws.datasets.load(dataset_ref)
+    missing = [c for c in kinds if c not in data.columns]
+    if missing:
+        raise DataError(f"{dataset_ref} lacks the signature column(s) "
+                        f"{', '.join(map(repr, missing))}")
+    data = data[list(kinds)]
+    inputs = FrameSketch(kinds)
+    for lo in range(0, len(data), _CHUNK):
+        inputs.update(data.iloc[lo:lo + _CHUNK])
+    scored = data.sample(PREDICTION_ROWS, random_state=seed) if len(data) > PREDICTION_ROWS \
+        else data
+    prediction = FrameSketch(prediction_kinds(task))
+    for lo in range(0, len(scored), _CHUNK):
+        prediction.update(score_frame(model, scored.iloc[lo:lo + _CHUNK], task))
+    sample = data.sample(SAMPLE_ROWS, random_state=seed) if len(data) > SAMPLE_ROWS else data
+    buffer = io.BytesIO()
+    sample.reset_index(drop=True).to_parquet(buffer, index=False)
+    return {"format": FORMAT, "inputs": inputs.to_dict(), "prediction": prediction.to_dict(),
+            "sample": ws.artifacts.put_bytes(buffer.getvalue()), "rows": len(data),
+            "prediction_rows": len(scored), "sample_rows": len(sample), "kinds": kinds,
+            "task": task, "classes": classes, "dataset": dataset_ref,
+            "created_at": time.time()}
+
+
+def store_reference(ws: Workspace, document: Mapping[str, Any]) -> str:
+    """Store a reference document as a JSON blob; return its digest."""
+    return ws.artifacts.put_bytes(json.dumps(document, allow_nan=False,
+                                             sort_keys=True).encode())
+
+
+def reference_blobs(ws: Workspace, digest: str) -> list[str]:
+    """The blobs of the stored reference ``digest``: itself and its sample."""
+    document = json.loads(ws.artifacts.get_bytes(digest))
+    return [digest, *([document["sample"]] if document.get("sample") else [])]
+
+
+def prepare_reference(ws: Workspace, model: Callable[[], Any], signature: Mapping[str, Any] | None,
+                      dataset_ref: str | None, *, tags: Mapping[str, str] | None = None,
+                      what: str = "the new version") -> tuple[dict[str, str], list[str]]:
+    """Build and store the reference of a version about to be registered.
+
+    ``model`` is called to get the model (loaded only when needed). A
+    :data:`REFERENCE_TAG` already in ``tags`` whose blob exists (a version
+    copied from another workspace) is kept rather than rebuilt.
+
+    Returns
+    -------
+    tuple
+        ``(tags, blob digests)`` to record with the version; both empty when
+        skipped (a warning is logged).
+    """
+    given = (tags or {}).get(REFERENCE_TAG)
+    if given and ws.artifacts.exists(given):
+        try:
+            blobs = reference_blobs(ws, given)
+            if all(ws.artifacts.exists(d) for d in blobs):
+                return {REFERENCE_TAG: given}, blobs
+        except (ValueError, ShipyardError) as exc:
+            log.warning("tag %s=%s is not a usable reference (%s); building a new one",
+                        REFERENCE_TAG, given[:12], exc)
+    if dataset_ref is None:
+        log.warning("%s records no training dataset: no reference profile is stored, so "
+                    "drift monitoring cannot compare it with production", what)
+        return {}, []
+    try:
+        document = build_reference(ws, model(), signature, dataset_ref)
+    except Exception as exc:  # noqa: BLE001 -- a missing profile must not stop registration
+        log.warning("no reference profile for %s (from %s): %s", what, dataset_ref,
+                    str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__)
+        return {}, []
+    digest = store_reference(ws, document)
+    return {REFERENCE_TAG: digest}, [digest, document["sample"]]
+
+
+def attach_reference(ws: Workspace, version: ModelVersion, *, actor: str | None = None
+                     ) -> ModelVersion:
+    """Build and store the reference of a version registered without one (the
+    only case that reads its training data after registration); tag it
+    :data:`REFERENCE_TAG`, list its blobs, and write an audit entry
+    ``model.reference``. A version that has one is returned unchanged.
+
+    Returns
+    -------
+    ModelVersion
+        The version as now recorded (without the tag when it was skipped:
+        see :func:`prepare_reference`).
+    """
+    from sqlalchemy import select
+
+    from shipyard.security import resolve_actor
+    from shipyard.store.tables import ModelVersionBlobRow, ModelVersionRow, RegisteredModelRow
+
+    if version.tags.get(REFERENCE_TAG):
+        return version
+    dataset_ref = version.dataset_version
+    if dataset_ref is None:
+        dataset_ref = next(iter(ws.runs.inputs(version.run_id)), None)
+    tags, blobs = prepare_reference(ws, version.load, version.signature, dataset_ref,
+                                    what=version.ref)
+    if not tags:
+        return version
+    actor = resolve_actor(actor)
+
+    def write(session):
+        ws.audit.lock(session)
+        row = session.execute(
+            select(ModelVersionRow).join(RegisteredModelRow,
+                                         RegisteredModelRow.id == ModelVersionRow.model_id)
+            .where(RegisteredModelRow.name == version.name,
+                   ModelVersionRow.version == version.version)).scalar_one()
+        if (row.tags or {}).get(REFERENCE_TAG):  # another process got there first
+            return
+        row.tags = {**(row.tags or {}), **tags}
+        have = set(session.execute(select(ModelVersionBlobRow.digest)
+                                   .where(ModelVersionBlobRow.version_id == row.id)).scalars())
+        session.add_all(ModelVersionBlobRow(version_id=row.id, digest=d)
+                        for d in dict.fromkeys(blobs) if d not in have)
+        session.flush()
+        ws.audit.append(session, actor=actor, action="model.reference", object_type="model",
+                        object_id=version.name,
+                        details={"version": version.version, "reference": tags[REFERENCE_TAG],
+                                 "dataset_version": dataset_ref})
+
+    ws.db.retry(write, what=f"store the reference profile of {version.ref}", conflicts=True)
+    return ws.models.get(version.ref)
