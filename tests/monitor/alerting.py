@@ -121,3 +121,62 @@ def drift_rule(**changes: Any) -> dict[str, Any]:
             "resolve_after": 2}
     rule.update(changes)
     return rule
+
+
+# ------------------------------------------------- a served model, watched
+def send_traffic(ws: Workspace, ref: str, frame, *, batch: int = 50,
+                 labels: bool = True) -> list[str]:
+    """POST ``frame``'s rows (``y`` dropped) to a live server for ``ref``,
+    ``batch`` rows a request, and each request's labels as feedback; return
+    the request ids. The server's prediction log is flushed when it stops."""
+    import httpx
+
+    from serve.conftest import LiveServer
+    from shipyard.serve import create_app
+
+    name = ref.split("@")[0]
+    inputs = frame.drop(columns="y")
+    records = inputs.astype(object).where(inputs.notna(), None).to_dict("records")
+    ids = []
+    app = create_app(ws, [ref], auth=False, reload_interval=0)
+    with LiveServer(app) as server, httpx.Client(base_url=server.url, timeout=30) as client:
+        for i in range(0, len(records), batch):
+            answer = client.post(f"/v1/models/{name}:predict",
+                                 json={"records": records[i:i + batch]})
+            assert answer.status_code == 200, answer.text
+            rid = answer.headers["x-request-id"]
+            ids.append(rid)
+            if labels:
+                sent = client.post("/v1/feedback", json={
+                    "request_id": rid, "model": name,
+                    "label": [int(v) for v in frame["y"].iloc[i:i + batch]]})
+                assert sent.status_code == 200, sent.text
+    return ids
+
+
+def drifted_frame(n: int = 300, seed: int = 3):
+    """Toy rows whose ``x0`` and ``age`` moved and whose colours are new."""
+    from serve.conftest import toy_frame
+
+    frame = toy_frame(n, seed=seed)
+    frame["x0"] = frame["x0"] + 3.0
+    frame["age"] = frame["age"] + 40.0
+    frame["colour"] = "purple"
+    return frame
+
+
+@pytest.fixture(scope="module")
+def watched(tmp_path_factory):
+    """A workspace whose model ``toy`` (version 1, reference built at
+    registration) served 300 drifted rows, labelled, in the last minutes."""
+    from serve.conftest import project, toy_frame
+    from shipyard.project import parse_project
+    from shipyard.train import train
+
+    workspace = Workspace.open(tmp_path_factory.mktemp("watched") / "home")
+    workspace.datasets.register("toy", toy_frame(400))
+    run = train(workspace, parse_project(project(1, "p1"))).study_run_id
+    workspace.models.register("toy", run)
+    send_traffic(workspace, "toy@1", drifted_frame())
+    yield workspace
+    workspace.close()

@@ -453,42 +453,35 @@ def test_forged_decision_trees_are_refused_before_prediction(store, classificati
     refused(store, forge(store, model=blob), f"a decision tree in it .*{problem}")
 
 
-def test_a_tree_state_that_crashes_scikit_learn_while_loading_is_refused(store, classification):
+def test_tree_states_that_crash_scikit_learn_while_loading_are_refused(store,
+                                                                      classification):
     """``Tree.__setstate__`` reads the node array's length in C before
-    checking its rank: a 0-d array there segfaults the loading process."""
-    X, y = classification
-    good = save_model(DecisionTreeClassifier(max_depth=3, random_state=0).fit(X, y), store)
-    blob = store.get_bytes(good.parts["model"])
-    tree = json.loads(zipfile.ZipFile(io.BytesIO(blob)).read("schema.json"))
-    nodes_file = next(n for n in nodes(tree) if n["__loader__"] == "TreeNode")[
-        "content"]["content"]["nodes"]["file"]
-    outcome = outcomes_in_child(store, {
-        "0-d node array": forge(store, model=rewrite_skops(blob, members={
-            nodes_file: npy(np.array(9))}))})
-    assert outcome["0-d node array"].startswith("refused: ")
-    assert "malformed state" in outcome["0-d node array"]
-
-
-def test_an_id_shared_to_swap_in_another_object_is_refused(store, classification):
-    """skops builds the first state carrying an id and reuses it for every
-    later state with that id: a well-formed tree state can be swapped for a
-    crashing array met earlier. States sharing an id must agree."""
+    checking its rank: a 0-d array there segfaults the loading process. It
+    can be put there directly, or by id: skops builds the first state
+    carrying an id and reuses it for every later state with that id, so a
+    well-formed tree state can be swapped for a scalar met earlier."""
     import skops.io as sio
 
     X, y = classification
     model = DecisionTreeClassifier(max_depth=3, random_state=0).fit(X, y)
+    blob = store.get_bytes(save_model(model, store).parts["model"])
+    tree = next(n for n in nodes(json.loads(zipfile.ZipFile(io.BytesIO(blob))
+                                            .read("schema.json")))
+                if n["__loader__"] == "TreeNode")
+    direct = rewrite_skops(blob, members={tree["content"]["content"]["nodes"]["file"]:
+                                          npy(np.array(9))})
     model.__dict__ = {"aaa_": np.int64(9), **model.__dict__}  # serialized before tree_
-    blob = sio.dumps(model)
 
     def alias(schema):
         scalar = schema["content"]["content"]["aaa_"]
         tree = next(n for n in nodes(schema) if n["__loader__"] == "TreeNode")
         tree["content"]["content"]["nodes"]["__id__"] = scalar["__id__"]
 
-    outcome = outcomes_in_child(store, {
-        "aliased": forge(store, model=rewrite_skops(blob, alias))})
-    assert outcome["aliased"].startswith("refused: ")
-    assert "gives the id" in outcome["aliased"]
+    by_id = rewrite_skops(sio.dumps(model), alias)
+    outcome = outcomes_in_child(store, {"direct": forge(store, model=direct),
+                                        "by id": forge(store, model=by_id)})
+    assert outcome["direct"].startswith("refused: ") and "malformed state" in outcome["direct"]
+    assert outcome["by id"].startswith("refused: ") and "gives the id" in outcome["by id"]
 
 
 # --------------------------------------------------------- torch weights

@@ -282,7 +282,8 @@ def test_load_project_checks_estimators_and_their_params():
            "parameter 'learning_rate'" in msg
     msg = error_of(replace("sklearn.ensemble.RandomForestClassifier",
                            "sklearn.ensemble.VotingClassifier"))
-    assert "VotingClassifier needs estimators, which a project file cannot give" in msg
+    assert "'sklearn.ensemble.VotingClassifier' cannot be saved safely" in msg
+    assert "meta-estimators wrap estimators a project file cannot give" in msg
     msg = error_of(replace("sklearn.ensemble.RandomForestClassifier",
                            "sklearn.ensemble.RandomForestRegressor"))
     assert "'sklearn.ensemble.RandomForestRegressor' is not a classifier" in msg
@@ -352,3 +353,15 @@ gates:
     with pytest.raises(ConfigError) as info:
         load_project(bad)
     assert "bad.yaml" in str(info.value) and "metrics.roc_auc.mni" in str(info.value)
+
+
+def test_estimators_whose_state_cannot_be_checked_on_load_are_refused_up_front():
+    """Training would finish and then fail to save them safely: say so at load."""
+    from shipyard.errors import ConfigError
+
+    for path in ("sklearn.ensemble.HistGradientBoostingClassifier",
+                 "sklearn.neighbors.KNeighborsClassifier", "sklearn.svm.SVC"):
+        with pytest.raises(ConfigError, match="cannot be saved safely"):
+            validate_estimator(path)
+    assert validate_estimator("sklearn.ensemble.RandomForestClassifier").__name__ == \
+        "RandomForestClassifier"

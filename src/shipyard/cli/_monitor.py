@@ -219,9 +219,8 @@ def alerts_command(
     """The alert history, newest first: which rule fired on which model,
     when, why, whether it resolved, and how each webhook delivery went."""
     from rich.markup import escape
-    from rich.table import Table
 
-    from shipyard.cli._common import fmt_time
+    from shipyard.cli._tables import Col, print_table
 
     alerts = open_workspace().monitor.alerts(model, state=state, limit=limit)
     if as_json:
@@ -230,15 +229,17 @@ def alerts_command(
     if not alerts:
         console.print("no alerts" + (f" of {escape(model)}" if model else ""))
         return
-    table = Table(title="alerts (newest first)")
-    for col in ("id", "model", "rule", "state", "fired", "resolved", "why", "webhooks"):
-        table.add_column(col, no_wrap=col in ("id", "state", "fired", "resolved"))
-    for a in alerts:
-        state_cell = "[bold red]firing[/]" if a.firing else "[green]resolved[/]"
-        sent = ", ".join(f"{d['state']} {escape(d['webhook'])} {d['status']}"
-                         for d in a.deliveries)
-        table.add_row(str(a.id), escape(a.model), escape(a.rule), state_cell,
-                      fmt_time(a.fired_at), fmt_time(a.resolved_at),
-                      escape(str(a.details.get("reason") or "")), sent or "-")
-    fit(table, console)
-    console.print(table)
+    cols = [
+        Col("id", lambda a: str(a.id), justify="right", whole=True),
+        Col("model", lambda a: escape(a.model)),
+        Col("rule", lambda a: escape(a.rule)),
+        Col("state", lambda a: "[bold red]firing[/]" if a.firing else "[green]resolved[/]",
+            whole=True),
+        Col("fired", lambda a: fmt_when(a.fired_at), whole=True),
+        Col("resolved", lambda a: fmt_when(a.resolved_at), whole=True),
+        Col("why", lambda a: escape(str(a.details.get("reason") or ""))),
+        Col("webhooks", lambda a: ", ".join(f"{d['state']} {escape(d['webhook'])} {d['status']}"
+                                            for d in a.deliveries) or "-"),
+    ]
+    print_table(console, alerts, cols, title="alerts (newest first)",
+                optional=("webhooks", "resolved", "why", "model"))

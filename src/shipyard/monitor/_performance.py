@@ -86,11 +86,10 @@ def realized_performance(y: Sequence, pred: Sequence, proba: Any = None, *, task
     """
     from shipyard.evaluate import task_metrics
 
-    y, pred = np.asarray(y), np.asarray(pred)
     if not len(y):
         return {}
     if task != "regression" and classes is not None:
-        y = align_labels(list(y), classes)
+        y = align_labels(list(y), classes)  # before numpy turns mixed labels into text
         pred = align_labels(list(pred), classes)
         keep = np.array([a is not None and b is not None for a, b in zip(y, pred)])
         if proba is not None:
@@ -104,7 +103,7 @@ def realized_performance(y: Sequence, pred: Sequence, proba: Any = None, *, task
         if len(set(y.tolist())) < 2 and proba is not None:
             proba = None  # ranking metrics are undefined on one class
     else:
-        y, pred = y.astype(np.float64), pred.astype(np.float64)
+        y, pred = np.asarray(y, dtype=np.float64), np.asarray(pred, dtype=np.float64)
         keep = np.isfinite(y) & np.isfinite(pred)
         y, pred = y[keep], pred[keep]
         if not len(y):

@@ -86,6 +86,9 @@ if TYPE_CHECKING:
 
 #: Experiment of the runs that hold models registered without a run.
 IMPORT_EXPERIMENT = "import"
+#: Where a run keeps its model's contract: the same tag and path as training
+#: writes and the registry reads (its DIGEST_TAG and SIGNATURE_PATH).
+DIGEST_TAG = "model.digest"
 SIGNATURE_PATH = "model/signature.json"
 SAMPLE_PATH = "model/sample.parquet"
 #: Rows of the sample kept with the run (the ONNX fast path is verified on them).
@@ -230,7 +233,7 @@ def record(run: ActiveRun, saved: SavedModel) -> None:
     blob under ``model/`` (so garbage collection keeps them), the signature,
     the sample, and tag ``model.digest``."""
     store = run.runs.ws.artifacts
-    have = run.runs.get(run.id).tags.get("model.digest")
+    have = run.runs.get(run.id).tags.get(DIGEST_TAG)
     if have is not None and have != saved.digest:
         raise RegistryError(f"run {run.id[:8]} already holds model {have[:12]}: a run holds "
                             "one model",
@@ -248,7 +251,7 @@ def record(run: ActiveRun, saved: SavedModel) -> None:
         buffer = io.BytesIO()
         saved.sample.head(SAMPLE_ROWS).to_parquet(buffer, index=False)
         run.log_bytes(SAMPLE_PATH, buffer.getvalue())
-    run.set_tags({"model.digest": artifact.digest, "model.format": artifact.format,
+    run.set_tags({DIGEST_TAG: artifact.digest, "model.format": artifact.format,
                   "model.source": saved.source})
 
 

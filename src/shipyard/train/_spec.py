@@ -550,6 +550,17 @@ def validate_estimator(path: str, task: str | None = None) -> type:
     if not (isinstance(cls, type) and issubclass(cls, BaseEstimator)) \
             or not cls.__module__.startswith(ESTIMATOR_PREFIXES) or inspect.isabstract(cls):
         raise ConfigError(f"{path!r} is not a scikit-learn estimator class")
+    if cls.__module__.startswith("sklearn."):
+        from shipyard.train._artifacts import ALLOWED_TYPES
+
+        if f"{cls.__module__}.{cls.__qualname__}" not in ALLOWED_TYPES:
+            raise ConfigError(
+                f"{path!r} cannot be saved safely: Shipyard's model files hold only estimators "
+                "whose fitted state it checks when loading (HistGradientBoosting, k-NN and "
+                "kernel SVMs keep state that compiled code reads without bounds checks; "
+                "meta-estimators wrap estimators a project file cannot give)",
+                hint="pick a linear model, a tree or forest, gradient boosting, an MLP, naive "
+                     "Bayes, or lightgbm")
     if task is not None:
         want = RegressorMixin if task == "regression" else ClassifierMixin
         if not issubclass(cls, want):

@@ -247,7 +247,7 @@ class ThresholdedModel(ClassifierMixin, BaseEstimator):
                                           dtype=object if dtype == "object" else dtype),
                        groups=groups, base_digest=artifact.parts["base"],
                        seed=int(config.get("seed", 0)))
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
             raise ArtifactError(f"model {artifact.digest}: malformed thresholds: {exc}"
                                 ) from exc
 

@@ -1,0 +1,318 @@
+"""Retrieval: dense, BM25 and hybrid (reciprocal-rank fusion), with metadata
+filters, maximal marginal relevance and pluggable rerankers.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from shipyard.errors import GenAIError
+from shipyard.genai._bm25 import BM25Index, analyse
+from shipyard.genai._embeddings import Embedder
+from shipyard.genai._filters import matches, parse_where
+from shipyard.genai._records import Chunk, Hit
+from shipyard.genai._vectorstore import VectorStore
+
+#: Retrieval modes.
+MODES = ("dense", "bm25", "hybrid")
+#: The RRF constant and weights ``ws.rag`` uses. k=60 is Cormack et al.'s;
+#: on the BBC News known-item set (benchmarks/rag.py) tuning k and weights on
+#: a held-out half moved hybrid's recall by less than its noise, so the
+#: textbook values stay.
+DEFAULT_RRF_K = 60
+DEFAULT_WEIGHTS = {"dense": 1.0, "bm25": 1.0}
+
+
+def reciprocal_rank_fusion(rankings: Mapping[str, Sequence[Hit]], *, k: float = DEFAULT_RRF_K,
+                           weights: Mapping[str, float] | None = None,
+                           limit: int | None = None) -> list[Hit]:
+    """Fuse ranked lists: ``score(c) = Σ weight_r / (k + rank_r(c))``.
+
+    Ties go to the chunk ranked higher in the first list it appears in.
+
+    >>> from shipyard.genai import Chunk
+    >>> a, b, c = (Chunk(id=x, doc_id=x, text=x, start=0, end=1, source=x, title=x)
+    ...            for x in "abc")
+    >>> fused = reciprocal_rank_fusion({"dense": [Hit(a, .9), Hit(b, .8)],
+    ...                                 "bm25": [Hit(b, 7.0, retriever="bm25"),
+    ...                                          Hit(c, 5.0, retriever="bm25")]})
+    >>> [h.chunk.id for h in fused], fused[0].retriever
+    (['b', 'a', 'c'], 'hybrid')
+    """
+    weights = dict(weights or {})
+    fused: dict[str, float] = {}
+    first: dict[str, tuple[int, int]] = {}
+    found: dict[str, Chunk] = {}
+    components: dict[str, dict[str, float]] = {}
+    for order, (name, hits) in enumerate(rankings.items()):
+        weight = float(weights.get(name, 1.0))
+        for rank, hit in enumerate(hits, start=1):
+            cid = hit.chunk.id
+            fused[cid] = fused.get(cid, 0.0) + weight / (k + rank)
+            first.setdefault(cid, (rank, order))
+            found.setdefault(cid, hit.chunk)
+            components.setdefault(cid, {}).update(hit.scores or {name: hit.score})
+    ids = sorted(fused, key=lambda c: (-fused[c], first[c]))
+    if limit is not None:
+        ids = ids[:limit]
+    return [Hit(chunk=found[c], score=fused[c], rank=i + 1, retriever="hybrid",
+                scores={**components[c], "rrf": fused[c]}) for i, c in enumerate(ids)]
+
+
+def mmr_select(query: np.ndarray, candidates: np.ndarray, k: int, lambda_: float = 0.5
+               ) -> list[int]:
+    """Maximal marginal relevance: pick ``k`` rows of ``candidates`` (unit
+    vectors) trading similarity to ``query`` (``lambda_``) against similarity
+    to the rows already picked (``1 - lambda_``).
+
+    >>> v = np.array([[1, 0], [0.99, 0.14], [0.6, 0.8]], dtype="float32")
+    >>> mmr_select(np.array([1, 0.1], dtype="float32"), v, 2, lambda_=0.5)
+    [0, 2]
+    """
+    if not 0.0 <= lambda_ <= 1.0:
+        raise GenAIError(f"the MMR lambda must be between 0 and 1, got {lambda_!r}")
+    n = candidates.shape[0]
+    if n == 0 or k < 1:
+        return []
+    relevance = candidates @ query
+    chosen: list[int] = []
+    redundancy = np.full(n, -np.inf)
+    left = np.ones(n, dtype=bool)
+    for _ in range(min(k, n)):
+        penalty = np.where(np.isfinite(redundancy), redundancy, 0.0)
+        score = lambda_ * relevance - (1.0 - lambda_) * penalty
+        score = np.where(left, score, -np.inf)
+        best = int(np.argmax(score))
+        chosen.append(best)
+        left[best] = False
+        redundancy = np.maximum(redundancy, candidates @ candidates[best])
+    return chosen
+
+
+# ------------------------------------------------------------------ rerankers
+class Reranker(ABC):
+    """Re-scores retrieved chunks for a question.
+
+    Subclasses implement :meth:`score`; :meth:`rerank` is derived from it.
+    """
+
+    #: Shown as ``Hit.retriever`` and as the key of its score in ``Hit.scores``.
+    name: str = "reranker"
+
+    @abstractmethod
+    def score(self, question: str, chunks: Sequence[Chunk]) -> np.ndarray:
+        """One score per chunk, higher is better."""
+
+    def rerank(self, question: str, hits: Sequence[Hit], k: int | None = None) -> list[Hit]:
+        """``hits`` in the order of :meth:`score` (ties keep their order), cut
+        to ``k``."""
+        if not hits:
+            return []
+        scores = np.asarray(self.score(question, [h.chunk for h in hits]), dtype=float)
+        if scores.shape != (len(hits),) or not np.isfinite(scores).all():
+            raise GenAIError(f"reranker {self.name!r} returned {scores.shape} scores for "
+                             f"{len(hits)} chunks (or non-finite ones)")
+        order = sorted(range(len(hits)), key=lambda i: (-scores[i], i))
+        if k is not None:
+            order = order[:k]
+        return [replace(hits[i], score=float(scores[i]), rank=r + 1, retriever=self.name,
+                        scores={**hits[i].scores, self.name: float(scores[i])})
+                for r, i in enumerate(order)]
+
+
+class LexicalReranker(Reranker):
+    """Query-term coverage, no model: the IDF-weighted share of the question's
+    terms a chunk holds, plus a bonus for each pair of consecutive question
+    terms it holds in the same order.
+
+    Parameters
+    ----------
+    phrase_weight
+        Weight of the consecutive-pair bonus against plain coverage.
+
+    >>> from shipyard.genai import Chunk
+    >>> cs = [Chunk(id=str(i), doc_id="d", text=t, start=0, end=1, source="d", title="")
+    ...       for i, t in enumerate(["interest rates rise", "rates of interest fall"])]
+    >>> LexicalReranker().score("interest rates", cs).round(2).tolist()
+    [1.0, 0.67]
+    """
+
+    name = "lexical"
+
+    def __init__(self, phrase_weight: float = 0.5):
+        self.phrase_weight = phrase_weight
+
+    def __repr__(self) -> str:
+        return f"LexicalReranker(phrase_weight={self.phrase_weight})"
+
+    def score(self, question: str, chunks: Sequence[Chunk]) -> np.ndarray:
+        q_terms = list(dict.fromkeys(analyse([question])[0]))
+        if not q_terms or not chunks:
+            return np.zeros(len(chunks))
+        docs = analyse([c.text for c in chunks])
+        n = len(docs)
+        sets = [set(d) for d in docs]
+        idf = {t: np.log(1.0 + (n + 1) / (0.5 + sum(t in s for s in sets))) for t in q_terms}
+        total = sum(idf.values())
+        pairs = list(zip(q_terms, q_terms[1:]))
+        out = np.zeros(n)
+        for i, (terms, present) in enumerate(zip(docs, sets)):
+            coverage = sum(idf[t] for t in q_terms if t in present) / total
+            bonus = 0.0
+            if pairs:
+                adjacent = set(zip(terms, terms[1:]))
+                bonus = sum(p in adjacent for p in pairs) / len(pairs)
+            out[i] = (coverage + self.phrase_weight * bonus) / (1.0 + self.phrase_weight)
+        return out
+
+
+class EmbeddingReranker(Reranker):
+    """Cosine similarity of the question and each chunk under an embedder (a
+    bi-encoder re-score: it puts BM25-only hits of a hybrid search on the
+    dense scale).
+
+    Parameters
+    ----------
+    embedder
+        Any :class:`~shipyard.genai.Embedder`.
+    """
+
+    name = "embedding"
+
+    def __init__(self, embedder: Embedder):
+        self.embedder = embedder
+
+    def __repr__(self) -> str:
+        return f"EmbeddingReranker(embedder={self.embedder!r})"
+
+    def score(self, question: str, chunks: Sequence[Chunk]) -> np.ndarray:
+        if not chunks:
+            return np.zeros(0)
+        vectors = self.embedder.embed([question, *(c.indexed_text for c in chunks)])
+        return vectors[1:] @ vectors[0]
+
+
+# ------------------------------------------------------------------ retriever
+class Retriever:
+    """Search one index: dense (vector store), BM25, or both fused.
+
+    Parameters
+    ----------
+    store, table
+        The vector store and the table holding the chunks' vectors.
+    embedder
+        Embeds questions; must be the one the table was built with.
+    chunks
+        The indexed chunks, in the BM25 index's order.
+    bm25
+        A fitted :class:`BM25Index` over ``chunks`` (fitted here if omitted).
+    rrf_k, weights
+        Fusion parameters of hybrid search (see :func:`reciprocal_rank_fusion`).
+    """
+
+    def __init__(self, store: VectorStore, table: str, embedder: Embedder,
+                 chunks: Sequence[Chunk], bm25: BM25Index | None = None, *,
+                 rrf_k: float = DEFAULT_RRF_K, weights: Mapping[str, float] | None = None):
+        self.store = store
+        self.table = table
+        self.embedder = embedder
+        self.chunks = list(chunks)
+        self.bm25_index = bm25 if bm25 is not None else \
+            BM25Index().fit([c.indexed_text for c in self.chunks])
+        self.rrf_k = rrf_k
+        self.weights = dict(weights or DEFAULT_WEIGHTS)
+        self._masks = lru_cache(maxsize=64)(self._mask)
+
+    def __repr__(self) -> str:
+        return (f"Retriever(store={self.store!r}, table={self.table!r}, chunks={len(self.chunks)},"
+                f" rrf_k={self.rrf_k}, weights={self.weights})")
+
+    def embed_question(self, question: str) -> np.ndarray:
+        return self.embedder.embed([question])[0]
+
+    def _mask(self, conditions: tuple) -> np.ndarray:
+        return np.fromiter((matches(conditions, c) for c in self.chunks), dtype=bool,
+                           count=len(self.chunks))
+
+    def dense(self, question: str, k: int = 10, where: Mapping[str, Any] | None = None, *,
+              vector: np.ndarray | None = None) -> list[Hit]:
+        """The ``k`` chunks closest to the question's embedding."""
+        vector = self.embed_question(question) if vector is None else vector
+        return self.store.search(self.table, vector, k, where)
+
+    def bm25(self, question: str, k: int = 10, where: Mapping[str, Any] | None = None
+             ) -> list[Hit]:
+        """The ``k`` chunks with the best BM25 score (only chunks sharing a term)."""
+        conditions = parse_where(where)
+        mask = self._masks(conditions) if conditions else None
+        return [Hit(chunk=self.chunks[i], score=s, rank=r + 1, retriever="bm25",
+                    scores={"bm25": s})
+                for r, (i, s) in enumerate(self.bm25_index.search(question, k, mask))]
+
+    def search(self, question: str, *, k: int = 5, mode: str = "hybrid",
+               where: Mapping[str, Any] | None = None, mmr: float | None = None,
+               reranker: Reranker | None = None, fetch_k: int | None = None,
+               vector: np.ndarray | None = None) -> list[Hit]:
+        """The ``k`` best chunks for ``question``.
+
+        Parameters
+        ----------
+        k
+            How many chunks to return.
+        mode
+            ``dense``, ``bm25`` or ``hybrid`` (both, fused by RRF).
+        where
+            Metadata filter (see :func:`shipyard.genai.parse_where`).
+        mmr
+            Diversify with maximal marginal relevance, this lambda (1.0: pure
+            relevance, 0.0: pure diversity); ``None`` for none.
+        reranker
+            Re-score the candidates before the cut to ``k``.
+        fetch_k
+            Candidates fetched per retriever before fusion, reranking or MMR;
+            default ``max(4k, 20)``.
+        vector
+            The question's embedding, if already computed.
+        """
+        if mode not in MODES:
+            raise GenAIError(f"unknown retrieval mode {mode!r}", hint=f"use one of {MODES}")
+        if not isinstance(question, str) or not question.strip():
+            raise GenAIError("the question is empty")
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 1000:
+            raise GenAIError(f"k must be an integer from 1 to 1000, got {k!r}")
+        parse_where(where)  # refuse a bad filter before any work
+        deep = reranker is not None or mmr is not None
+        fetch = max(fetch_k or max(4 * k, 20), k) if (deep or mode == "hybrid") else k
+        if mode in ("dense", "hybrid") and vector is None:
+            vector = self.embed_question(question)
+        if mode == "dense":
+            hits = self.dense(question, fetch, where, vector=vector)
+        elif mode == "bm25":
+            hits = self.bm25(question, fetch, where)
+        else:
+            hits = reciprocal_rank_fusion(
+                {"dense": self.dense(question, fetch, where, vector=vector),
+                 "bm25": self.bm25(question, fetch, where)},
+                k=self.rrf_k, weights=self.weights, limit=fetch)
+        if reranker is not None:
+            hits = reranker.rerank(question, hits, k=fetch if mmr is not None else k)
+        if mmr is not None:
+            hits = self._mmr(question, hits, k, mmr, vector)
+        return [replace(h, rank=i + 1) for i, h in enumerate(hits[:k])]
+
+    def _mmr(self, question: str, hits: list[Hit], k: int, lambda_: float,
+             vector: np.ndarray | None) -> list[Hit]:
+        if not hits:
+            return []
+        vector = self.embed_question(question) if vector is None else vector
+        rows = dict((c.id, v) for c, v in self.store.get(self.table, [h.chunk.id for h in hits]))
+        kept = [h for h in hits if h.chunk.id in rows]
+        matrix = np.stack([rows[h.chunk.id] for h in kept])
+        picked = mmr_select(np.asarray(vector, dtype=np.float32), matrix, k, lambda_)
+        return [replace(kept[i], retriever="mmr") for i in picked]
