@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from shipyard.data import Datasets
     from shipyard.deploy import Deployments, ScoreResult
     from shipyard.evaluate import EvaluationReport, MitigationResult, PromotionResult
+    from shipyard.genai import Rag
     from shipyard.monitor import Monitor
     from shipyard.project import Project
     from shipyard.registry import Registry
@@ -47,6 +48,7 @@ class Workspace:
         self._audit: AuditLog | None = None
         self._deployments: Deployments | None = None
         self._keys: ApiKeys | None = None
+        self._rag: Rag | None = None
         self._monitor: Monitor | None = None
 
     @classmethod
@@ -156,6 +158,17 @@ class Workspace:
 
             self._monitor = Monitor(self)
         return self._monitor
+
+    # --------------------------------------------------------------- genai
+    @property
+    def rag(self) -> Rag:
+        """Retrieval-augmented generation: ingest versioned document
+        collections, query, answer with citations, evaluate."""
+        if self._rag is None:
+            from shipyard.genai import Rag
+
+            self._rag = Rag(self)
+        return self._rag
 
     def score(self, ref: str, input: str | Path, output: str | Path, **kwargs: Any
               ) -> ScoreResult:

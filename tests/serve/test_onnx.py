@@ -9,9 +9,9 @@ import pytest
 
 from .conftest import LiveServer, project, record, toy_frame
 
-pytest.importorskip("onnxruntime")
-pytest.importorskip("skl2onnx")
-pytest.importorskip("onnxmltools")
+import onnxruntime  # noqa: F401  (a dev dependency: fail loudly if missing)
+import skl2onnx  # noqa: F401  (a dev dependency: fail loudly if missing)
+import onnxmltools  # noqa: F401  (a dev dependency: fail loudly if missing)
 
 
 def estimator_project(name: str, estimator: str) -> str:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
+from shipyard.cli._register import register_command
 from shipyard.cli._common import (console, fmt_num, fmt_time, fmt_when, json_option,
                                   open_workspace, print_json, record)
 from shipyard.cli._tables import Col, choose, columns_option, fit, print_table
@@ -207,26 +208,7 @@ def _print_history(events, *, title: str) -> None:
     _print_fitted(t)
 
 
-@app.command()
-def register(
-    name: Annotated[str, typer.Argument(help="Model name (created on first use).")],
-    run_id: Annotated[str, typer.Argument(help="The training run (id or unique prefix).")],
-    description: Annotated[Optional[str], typer.Option(help="What this version is.")] = None,
-    reason: Annotated[Optional[str], REASON] = None,
-    as_json: Annotated[bool, json_option(
-        "Print the version (ref, run, model digest, metrics, ...) as JSON; `new` is false "
-        "when the run's model was registered already.")] = False,
-) -> None:
-    """Register the model a training run produced as the next version of NAME.
-
-    The run must carry the `model.digest` tag and the `model/signature.json`
-    artifact (Shipyard's training writes both)."""
-    v = open_workspace().models.register(name, run_id, description=description, reason=reason)
-    if as_json:
-        print_json(_version_json(v))
-        return
-    verb = "registered" if v.new else "already registered as"
-    console.print(f"{verb} [bold]{v.ref}[/] (run {v.run_id[:8]}, model {v.artifact_digest[:12]})")
+app.command("register")(register_command)
 
 
 @app.command()

@@ -309,9 +309,7 @@ def post(url: str, body: Mapping[str, Any], *, key: str, settings: WebhookSettin
     """
     import httpx
 
-    from shipyard import __version__
-
-    headers = {"User-Agent": f"shipyard/{__version__}", "Idempotency-Key": key}
+    headers = {"User-Agent": "shipyard-monitor", "Idempotency-Key": key}
     code: int | None = None
     error: str | None = None
     own = client is None

@@ -299,7 +299,7 @@ def build_report(ws: Workspace, model: str, *, version: int | None = None,
     from shipyard.monitor._reference import reference as load_reference
     from shipyard.monitor._windows import (Window, labels_for, output_names, stream,
                                            windows, _epoch)
-    from shipyard.registry import input_kinds
+    from shipyard.registry import input_kinds, task_of
 
     policy = policy or MonitorPolicy()
     if window is None:
@@ -319,12 +319,8 @@ def build_report(ws: Workspace, model: str, *, version: int | None = None,
                              reasons=["no predictions in the window"])
     mv = ws.models.get(f"{model}@{window.version}")
     signature = mv.signature or {}
-    output = signature.get("output") or {}
-    classes = output.get("classes")
-    task = output.get("task") or ("regression" if classes is None else "binary")
-    if task == "classification":
-        task = "binary" if classes is not None and len(classes) <= 2 else "multiclass"
-    has_proba = classes is not None and output.get("kind") == "probabilities"
+    task, classes, has_proba = task_of(signature)
+    has_proba = has_proba and classes is not None
     report = MonitorReport(model=model, version=window.version, role=window.role,
                            window={"start": window.start, "end": window.end, "n": window.n})
     spec = policy.drift

@@ -249,13 +249,15 @@ def windows(ws: Workspace, model: str, *, version: int | None = None, role: str 
                 w_end = min(w_end, hi)
             out.append(Window(**made, start=float(w_start), end=float(w_end), n=buckets[key]))
         return out
-    out, total, w_start = [], 0, None
+    out, total, w_start, following = [], 0, None, None
     for second in sorted(per_second):
-        if w_start is None:
-            w_start = float(second) if lo is None else max(float(second), lo)
+        if w_start is None:  # windows follow each other without gaps
+            w_start = following if following is not None else (
+                float(second) if lo is None else max(float(second), lo))
         total += per_second[second]
         if total >= rows:
-            out.append(Window(**made, start=w_start, end=float(second + 1), n=total))
+            following = float(second + 1)
+            out.append(Window(**made, start=w_start, end=following, n=total))
             total, w_start = 0, None
     if w_start is not None:
         w_end = float(math.floor(last) + 1)
@@ -486,7 +488,7 @@ def labels_for(ws: Workspace, window: Window, *, late_arrival_seconds: float
     import pyarrow.compute as pc
 
     late = float(late_arrival_seconds)
-    latest: dict[str, tuple[float, str]] = {}
+    latest: dict[str, list[tuple[float, str]]] = {}
     for batch in scan_batches(ws, ["request_id", "ts", "model", "label"], model=None,
                               start=window.start - CLOCK_SKEW_SECONDS, end=window.end + late,
                               feedback=True):
@@ -497,9 +499,7 @@ def labels_for(ws: Workspace, window: Window, *, late_arrival_seconds: float
         for rid, t, m, label in zip(ids, ts.tolist(), models, labels):
             if rid is None or label is None or (m is not None and m != window.model):
                 continue
-            held = latest.get(rid)
-            if held is None or t >= held[0]:
-                latest[rid] = (t, label)
+            latest.setdefault(rid, []).append((t, label))
     if not latest:
         return pd.DataFrame({"request_id": pd.Series([], dtype=object),
                              "label": pd.Series([], dtype=object)})
@@ -513,8 +513,9 @@ def labels_for(ws: Workspace, window: Window, *, late_arrival_seconds: float
         hit = batch.filter(mask)
         for rid, t in zip(hit.column("request_id").to_pylist(),
                           _seconds(hit.column("ts")).tolist()):
-            label_ts, label = latest[rid]
-            if t - CLOCK_SKEW_SECONDS <= label_ts <= t + late:
-                found[rid] = orjson.loads(label)
+            valid = [(ts, label) for ts, label in latest[rid]
+                     if t - CLOCK_SKEW_SECONDS <= ts <= t + late]
+            if valid:  # the latest in time, whatever order the files were written in
+                found[rid] = orjson.loads(max(valid, key=lambda item: item[0])[1])
     return pd.DataFrame({"request_id": pd.Series(list(found), dtype=object),
                          "label": pd.Series(list(found.values()), dtype=object)})

@@ -23,7 +23,7 @@ from shipyard.errors import RegistryError
 from shipyard.registry._byo import IMPORT_EXPERIMENT, LoggedModel, import_mlflow
 from shipyard.registry._formats import OnnxModel, XGBoostModel, load_stored, read_artifact
 from shipyard.registry._onnx import load_onnx
-from shipyard.registry._reference import REFERENCE_TAG, attach_reference, input_kinds
+from shipyard.registry._reference import REFERENCE_TAG, attach_reference, input_kinds, task_of
 from shipyard.registry._registry import (DIGEST_TAG, RESERVED_ALIASES, Registry, check_alias,
                                          check_model_name, input_columns,
                                          parse_model_ref)
@@ -32,4 +32,4 @@ __all__ = ["DIGEST_TAG", "IMPORT_EXPERIMENT", "RESERVED_ALIASES", "STATUSES", "A
            "LoggedModel", "ModelLineage", "ModelSummary", "ModelVersion", "OnnxModel", "Registry",
            "RegistryError", "XGBoostModel", "check_alias", "check_model_name", "import_mlflow",
            "input_columns", "load_onnx", "load_stored", "parse_model_ref", "read_artifact",
-           "REFERENCE_TAG", "attach_reference", "input_kinds"]
+           "REFERENCE_TAG", "attach_reference", "input_kinds", "task_of"]

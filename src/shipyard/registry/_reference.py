@@ -72,13 +72,28 @@ def input_kinds(signature: Mapping[str, Any] | None) -> dict[str, str]:
     return kinds
 
 
-def _output(signature: Mapping[str, Any] | None) -> tuple[str, list | None]:
-    output = (signature or {}).get("output") or {}
+def task_of(signature: Mapping[str, Any] | None) -> tuple[str, list | None, bool]:
+    """``(task, classes, has_probabilities)`` from a signature's output:
+    ``binary``, ``multiclass`` or ``regression``.
+
+    >>> task_of({"output": {"task": "binary", "kind": "probabilities", "classes": [0, 1]}})
+    ('binary', [0, 1], True)
+    >>> task_of({"output": "classification", "classes": ["a", "b", "c"]})
+    ('multiclass', ['a', 'b', 'c'], True)
+    """
+    signature = signature or {}
+    output = signature.get("output") or {}
+    if not isinstance(output, Mapping):  # an older signature: the task as text
+        output = {"task": str(output), "classes": signature.get("classes")}
     classes = output.get("classes")
-    task = output.get("task") or ("regression" if classes is None else "classification")
-    if task == "classification":
+    task = str(output.get("task") or ("regression" if classes is None else "classification"))
+    if task in ("classification", "classifier"):
         task = "binary" if classes is not None and len(classes) <= 2 else "multiclass"
-    return str(task), list(classes) if classes is not None else None
+    if task not in ("binary", "multiclass", "regression"):
+        task = "regression" if classes is None else (
+            "binary" if len(classes) <= 2 else "multiclass")
+    has_proba = task != "regression" and output.get("kind") != "label"
+    return task, list(classes) if classes is not None else None, has_proba
 
 
 def prediction_kinds(task: str) -> dict[str, str]:
@@ -125,7 +140,7 @@ def build_reference(ws: Workspace, model: Any, signature: Mapping[str, Any] | No
     kinds = input_kinds(signature)
     if not kinds:
         raise DataError("the signature lists no input columns")
-    task, classes = _output(signature)
+    task, classes, _ = task_of(signature)
     data = ws.datasets.load(dataset_ref)
     missing = [c for c in kinds if c not in data.columns]
     if missing:
@@ -152,8 +167,7 @@ def build_reference(ws: Workspace, model: Any, signature: Mapping[str, Any] | No
 
 def store_reference(ws: Workspace, document: Mapping[str, Any]) -> str:
     """Store a reference document as a JSON blob; return its digest."""
-    return ws.artifacts.put_bytes(json.dumps(document, allow_nan=False,
-                                             sort_keys=True).encode())
+    return ws.artifacts.put_bytes(json.dumps(document, allow_nan=False).encode())
 
 
 def reference_blobs(ws: Workspace, digest: str) -> list[str]:

@@ -1,0 +1,282 @@
+"""Collections: versioned corpora (``docs@2``), recorded in the workspace.
+
+A collection version is recorded as a tracking run in the experiment
+``rag`` (tags ``rag.collection``, ``rag.version``, ``rag.manifest``) with two
+content-addressed artifacts: ``manifest.json`` (documents with their content
+hashes and blobs, chunking, embedder, index table, parent version, changes,
+refusals) and ``chunks.parquet`` (every chunk with its offsets). Lineage is
+documents → chunks → index: each document's extracted text is a blob, each chunk
+names its document and offsets, and the index table holds exactly the
+manifest's chunks. No migration is needed, and ``ws.gc`` keeps every blob a
+version refers to (run artifacts are referenced records).
+
+A version becomes visible only when its run ends ``FINISHED``, after its
+index table is complete: an ingestion that fails leaves the previous version
+as it was and drops its half-built table.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from shipyard.errors import CollectionNotFoundError, GenAIError
+from shipyard.genai._records import Chunk
+from shipyard.names import check_name, check_version_number
+
+if TYPE_CHECKING:
+    from shipyard import Workspace
+
+EXPERIMENT = "rag"
+TAG_COLLECTION = "rag.collection"
+TAG_KIND = "rag.kind"
+TAG_VERSION = "rag.version"
+TAG_MANIFEST = "rag.manifest"
+TAG_DROPPED = "rag.dropped_through"
+MANIFEST_FORMAT = 1
+_REF_HINT = "refer to a collection as NAME, NAME@latest or NAME@N (e.g. docs@2)"
+
+
+def check_collection_name(name: object) -> str:
+    """Return ``name`` if it is a valid collection name (a dataset-style name)."""
+    return check_name(name, "collection", GenAIError, example="docs")
+
+
+def parse_collection_ref(ref: object) -> tuple[str, int | None]:
+    """``"docs"``, ``"docs@latest"`` → ``("docs", None)``; ``"docs@2"`` →
+    ``("docs", 2)``.
+
+    >>> parse_collection_ref("docs@2"), parse_collection_ref("docs")
+    (('docs', 2), ('docs', None))
+    """
+    if isinstance(ref, CollectionVersion):
+        return ref.name, ref.version
+    if not isinstance(ref, str):
+        raise GenAIError(f"a collection ref is text, not {type(ref).__name__}", hint=_REF_HINT)
+    name, sep, version = ref.partition("@")
+    check_collection_name(name)
+    if not sep or version == "latest":
+        return name, None
+    return name, check_version_number(version, ref, "collection", GenAIError, _REF_HINT)
+
+
+@dataclass(frozen=True)
+class DocumentRecord:
+    """One document of a collection version.
+
+    Attributes
+    ----------
+    doc_id, source, title, kind
+        As on :class:`~shipyard.genai.Document`.
+    content_hash
+        sha256 of the document's bytes (unchanged documents are skipped).
+    size_bytes, chunks
+        Its size and how many chunks it gave.
+    blob
+        Digest of its extracted text (UTF-8) in the artifact store, which
+        citations' offsets index (``None`` if not kept).
+    notes
+        What extraction dropped or noticed.
+    """
+
+    doc_id: str
+    source: str
+    title: str
+    kind: str
+    content_hash: str
+    size_bytes: int
+    chunks: int
+    blob: str | None = None
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A source that was not indexed, and why."""
+
+    source: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class CollectionVersion:
+    """One immutable version of a collection, as recorded.
+
+    Attributes
+    ----------
+    name, version, ref
+        ``docs``, ``2``, ``"docs@2"``.
+    created_at
+        Epoch seconds.
+    run_id
+        The tracking run that built it (its params, metrics and artifacts).
+    store
+        Vector store URI (``"default"``: LanceDB under the workspace home;
+        never a password).
+    table
+        The index table of this version in the store.
+    embedder
+        How to make the embedder again (:meth:`Embedder.spec`).
+    dimension
+        The vectors' dimension.
+    chunking
+        The chunker's parameters.
+    documents
+        Every document (:class:`DocumentRecord`).
+    num_chunks
+        Chunks in the index.
+    chunks_digest
+        Artifact digest of ``chunks.parquet``.
+    parent
+        The version it was built from (``docs@1``), or ``None``.
+    changes
+        ``added``, ``changed``, ``removed`` (doc ids) and ``unchanged`` (count)
+        against the parent.
+    refused
+        Sources left out, with the reason (:class:`Refusal`).
+    manifest_digest
+        Artifact digest of the manifest.
+    new
+        True when the call that returned it created it.
+    """
+
+    name: str
+    version: int
+    created_at: float
+    run_id: str
+    store: str
+    table: str
+    embedder: dict[str, Any]
+    dimension: int
+    chunking: dict[str, Any]
+    documents: tuple[DocumentRecord, ...]
+    num_chunks: int
+    chunks_digest: str
+    parent: str | None
+    changes: dict[str, Any]
+    refused: tuple[Refusal, ...] = ()
+    manifest_digest: str = ""
+    new: bool = field(default=False, compare=False)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    def __str__(self) -> str:
+        return self.ref
+
+    def to_manifest(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("manifest_digest", "new"):
+            data.pop(key)
+        data["format"] = MANIFEST_FORMAT
+        return data
+
+    @classmethod
+    def from_manifest(cls, data: dict[str, Any], *, digest: str) -> CollectionVersion:
+        data = dict(data)
+        data.pop("format", None)
+        data["documents"] = tuple(DocumentRecord(**{**d, "notes": tuple(d.get("notes") or ())})
+                                  for d in data["documents"])
+        data["refused"] = tuple(Refusal(**r) for r in data.get("refused") or ())
+        return cls(**data, manifest_digest=digest)
+
+
+# ------------------------------------------------------------------- chunks
+_CHUNK_FIELDS = ("id", "doc_id", "text", "start", "end", "source", "title", "section", "page",
+                 "position")
+
+
+def chunks_to_parquet(chunks: Sequence[Chunk]) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([("id", pa.string()), ("doc_id", pa.string()), ("text", pa.string()),
+                        ("start", pa.int64()), ("end", pa.int64()), ("source", pa.string()),
+                        ("title", pa.string()), ("section", pa.string()),
+                        ("page", pa.int32()), ("position", pa.int32())])
+    table = pa.table({f: [getattr(c, f) for c in chunks] for f in _CHUNK_FIELDS}, schema=schema)
+    sink = io.BytesIO()
+    # No timestamps or writer version noise: identical chunks give identical bytes.
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue()
+
+
+def chunks_from_parquet(data: bytes) -> list[Chunk]:
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(io.BytesIO(data)).to_pylist()
+    return [Chunk(**row) for row in rows]
+
+
+# ------------------------------------------------------------------ records
+class CollectionRecords:
+    """Reads and writes collection versions through the workspace's runs."""
+
+    def __init__(self, workspace: Workspace):
+        self._ws = workspace
+        self._manifests: dict[str, CollectionVersion] = {}
+
+    def _runs(self, name: str, kind: str | None = None):
+        filt = f"tags.`{TAG_COLLECTION}` = '{name}'"
+        if kind is not None:
+            filt += f" and tags.`{TAG_KIND}` = '{kind}'"
+        return self._ws.runs.search(filt, experiment=EXPERIMENT, status="FINISHED", limit=None)
+
+    def _load(self, digest: str) -> CollectionVersion:
+        if digest not in self._manifests:
+            data = json.loads(self._ws.artifacts.get_bytes(digest))
+            self._manifests[digest] = CollectionVersion.from_manifest(data, digest=digest)
+        return self._manifests[digest]
+
+    def numbers(self, name: str) -> tuple[list[tuple[int, str]], int]:
+        """``([(version, manifest digest)] visible, oldest first; highest
+        version ever used)``."""
+        runs = self._runs(name)
+        dropped = max((int(r.tags[TAG_DROPPED]) for r in runs
+                       if r.tags.get(TAG_KIND) == "drop" and TAG_DROPPED in r.tags), default=0)
+        versions = sorted((int(r.tags[TAG_VERSION]), r.tags[TAG_MANIFEST]) for r in runs
+                          if r.tags.get(TAG_KIND) == "ingest" and TAG_VERSION in r.tags
+                          and TAG_MANIFEST in r.tags)
+        highest = max([dropped, *(v for v, _ in versions)])
+        return [(v, d) for v, d in versions if v > dropped], highest
+
+    def versions(self, name: str) -> list[CollectionVersion]:
+        """Every visible version of ``name``, oldest first."""
+        check_collection_name(name)
+        return [self._load(d) for _, d in self.numbers(name)[0]]
+
+    def get(self, ref: str | CollectionVersion) -> CollectionVersion:
+        """The version ``ref`` names.
+
+        Raises
+        ------
+        CollectionNotFoundError
+            No such collection or version; the message says what exists.
+        """
+        name, number = parse_collection_ref(ref)
+        visible, _ = self.numbers(name)
+        if not visible:
+            known = ", ".join(self.names()[:20]) or "none yet"
+            raise CollectionNotFoundError(f"no collection named {name!r}; collections: {known}",
+                                          hint="create one with ws.rag.ingest(name, paths)")
+        if number is None:
+            return self._load(visible[-1][1])
+        for version, digest in visible:
+            if version == number:
+                return self._load(digest)
+        from shipyard.names import ranges
+
+        raise CollectionNotFoundError(
+            f"collection {name!r} has no version {number}; versions: "
+            f"{ranges(v for v, _ in visible)}", hint=f"use {name}@latest for the newest")
+
+    def names(self) -> list[str]:
+        """Names of the collections with a visible version."""
+        runs = self._ws.runs.search(f"tags.`{TAG_KIND}` = 'ingest'", experiment=EXPERIMENT,
+                                    status="FINISHED", limit=None)
+        candidates = sorted({r.tags.get(TAG_COLLECTION) for r in runs} - {None})
+        return [n for n in candidates if self.numbers(n)[0]]
