@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 
+import datasketches  # noqa: F401  (a dev dependency: fail loudly if missing)
 import numpy as np
 import pandas as pd
 import pytest
 
 from shipyard.data import ColumnSketch, FrameSketch
 from shipyard.errors import DataError
-
-import datasketches  # noqa: F401  (a dev dependency: fail loudly if missing)
 
 
 def frame(n: int, seed: int = 0) -> pd.DataFrame:

@@ -4,6 +4,7 @@ real shifts."""
 
 from __future__ import annotations
 
+import datasketches  # noqa: F401  (a dev dependency: fail loudly if missing)
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,11 +12,18 @@ from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
 from shipyard.data import ColumnSketch, FrameSketch
-from shipyard.monitor import (DriftSpec, assess, benjamini_hochberg, categorical_drift,
-                              column_drift, domain_classifier_test, mmd_test, numeric_drift,
-                              pca_reconstruction_test, text_drift)
-
-import datasketches  # noqa: F401  (a dev dependency: fail loudly if missing)
+from shipyard.monitor import (
+    DriftSpec,
+    assess,
+    benjamini_hochberg,
+    categorical_drift,
+    column_drift,
+    domain_classifier_test,
+    mmd_test,
+    numeric_drift,
+    pca_reconstruction_test,
+    text_drift,
+)
 
 
 def sketch(values) -> ColumnSketch:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 
+import datasketches  # noqa: F401  (a dev dependency: fail loudly if missing)
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,8 +17,6 @@ from shipyard.monitor import Reference, reference
 from shipyard.registry import REFERENCE_TAG
 
 from .trained import logged_run, people, train_people
-
-pytest.importorskip("datasketches")
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import tracemalloc
 
+import datasketches  # noqa: F401  (a dev dependency: fail loudly if missing)
 import numpy as np
 import pytest
 
@@ -15,9 +16,7 @@ from shipyard import Workspace
 from shipyard.monitor import MonitorPolicy, MonitorReport, build_report, windows
 
 from .traffic import T0, Clock, install, log_feedback, log_requests
-from .trained import people, train_people, true_probability
-
-pytest.importorskip("datasketches")
+from .trained import people, train_people
 
 HOUR = 3600.0
 
@@ -53,7 +52,7 @@ def window(hour: int) -> dict:
 
 
 def test_traffic_like_the_training_data_is_ok(trained, clock):
-    ws, version, model = trained
+    ws, _, model = trained
     send(ws, clock, model, people(3_000, seed=10), hour=0, prefix="same")
     counts = ws.counts()
     report = build_report(ws, "monitored", **window(0))
@@ -161,8 +160,8 @@ def test_broken_data_fails_the_quality_checks(trained, clock):
                             "error_rate") for r in report.reasons)
 
 
-def test_the_policy_window_is_the_newest_complete_one(trained, clock):
-    ws, _, model = trained
+def test_the_policy_window_is_the_newest_complete_one(trained):
+    ws, _, _ = trained
     report = build_report(ws, "monitored", start=T0, policy=MonitorPolicy(window={"every": "1h"}))
     newest = windows(ws, "monitored", start=T0, every=HOUR)[-1]
     assert (report.window["start"], report.window["end"]) == (newest.start, newest.end)
@@ -172,10 +171,10 @@ def test_the_policy_window_is_the_newest_complete_one(trained, clock):
     assert empty.window["n"] == 0 and empty.verdict == "ok"
 
 
-def test_a_200k_row_window_streams_in_bounded_memory(trained, clock, tmp_path):
-    """Peak Python memory (tracemalloc: numpy, pandas, JSON objects) of a
-    report over 50k and over 200k rows: the larger window costs no more than
-    the smaller one, and far less than its rows would take in memory."""
+def test_a_200k_row_window_streams_in_bounded_memory(trained, clock):
+    """Peak Python memory (tracemalloc: numpy, pandas, JSON objects; not
+    pyarrow's own buffers, bounded by its batch size) of a report over 50k and
+    over 200k rows: the larger window costs about what the smaller one does."""
     ws, _, model = trained
     big = people(200_000, seed=14, labels=False)
     send(ws, clock, model, big, hour=10, prefix="big", per_request=500)
@@ -187,7 +186,6 @@ def test_a_200k_row_window_streams_in_bounded_memory(trained, clock, tmp_path):
         tracemalloc.stop()
         assert report.verdict == "ok", report.reasons
     assert report.window["n"] == 200_000
-    assert peaks["200k"] < 1.5 * peaks["50k"] + 10e6
-    assert peaks["200k"] < 150e6
-    frame_bytes = big.memory_usage(deep=True).sum()
-    assert peaks["200k"] < frame_bytes * 2
+    print(f"peak traced memory: {peaks}")
+    assert peaks["200k"] < 1.5 * peaks["50k"] + 5e6  # 4x the rows: not 4x the memory
+    assert peaks["200k"] < 60e6

@@ -22,11 +22,17 @@ from shipyard.errors import GenAIError
 _WORD = re.compile(r"(?u)\b\w\w+\b")
 
 
+#: Question words, on top of Lucene's English stopwords: they say what kind of
+#: answer is wanted, never what it is about.
+QUESTION_WORDS = frozenset({"how", "what", "when", "where", "which", "who", "whom", "whose",
+                            "why", "does", "did", "do"})
+
+
 @lru_cache(maxsize=1)
 def _stopwords() -> frozenset[str]:
     from bm25s.stopwords import STOPWORDS_EN
 
-    return frozenset(STOPWORDS_EN)
+    return frozenset(STOPWORDS_EN) | QUESTION_WORDS
 
 
 @lru_cache(maxsize=1)

@@ -168,6 +168,12 @@ class CollectionVersion:
     def __str__(self) -> str:
         return self.ref
 
+    def __repr__(self) -> str:
+        return (f"CollectionVersion({self.ref!r}, documents={len(self.documents)}, "
+                f"chunks={self.num_chunks}, refused={len(self.refused)}, "
+                f"embedder={self.embedder.get('name')!r}, store={self.store!r}, "
+                f"table={self.table!r}, parent={self.parent!r})")
+
     def to_manifest(self) -> dict[str, Any]:
         data = asdict(self)
         for key in ("manifest_digest", "new"):

@@ -141,7 +141,8 @@ class LocalEmbedder(Embedder):
         busy machine.
     cache_dir
         Where the exported ONNX graph is kept; default
-        ``~/.cache/shipyard/onnx`` (``ws.rag`` uses the workspace home).
+        ``$XDG_CACHE_HOME/shipyard/onnx`` (``~/.cache/shipyard/onnx``), shared
+        by every workspace: the file is named by the weights' sha256.
 
     >>> LocalEmbedder().embed(["A man is eating food."]).shape  # doctest: +SKIP
     (1, 384)
@@ -276,7 +277,9 @@ def _export_onnx(folder: Path, target: Path) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
     from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     model = AutoModel.from_pretrained(str(folder)).eval()
 
     class Encoder(torch.nn.Module):
@@ -450,6 +453,13 @@ class EmbeddingCache:
                     found[h] = np.frombuffer(blob, dtype=np.float32, count=dim)
         return found
 
+    def dimension(self, model: str) -> int | None:
+        """The dimension of the vectors cached for ``model`` (``None``: none)."""
+        with self._connect() as conn:
+            row = conn.execute("SELECT dim FROM vectors WHERE model = ? LIMIT 1",
+                               (model,)).fetchone()
+        return None if row is None else int(row[0])
+
     def put(self, model: str, vectors: dict[str, np.ndarray]) -> None:
         now = time.time()
         rows = [(model, h, int(v.shape[0]), np.asarray(v, dtype=np.float32).tobytes(), now)
@@ -485,11 +495,11 @@ def embed_texts(embedder: Embedder, texts: Sequence[str], cache: EmbeddingCache 
         text_of = dict(zip(hashes, texts))
         computed = embedder.embed([text_of[h] for h in missing])
         by_hash.update(zip(missing, computed))
-        old_dims = {v.shape[0] for v in cached.values()}
-        if old_dims and old_dims != {computed.shape[1]}:
+        known = cache.dimension(embedder.name) if cache is not None else None
+        if known is not None and known != computed.shape[1]:
             raise EmbeddingDimensionError(
                 f"{embedder.name} now returns {computed.shape[1]}-dimensional vectors where it "
-                f"returned {sorted(old_dims)[0]}-dimensional ones before; nothing was indexed",
+                f"returned {known}-dimensional ones before; nothing was indexed",
                 hint="the model behind the endpoint changed: ingest into a new collection, or "
                      "pass reembed=True")
     dims = {v.shape[0] for v in by_hash.values()}

@@ -25,7 +25,7 @@ NO_ANSWER = "I could not find an answer to this question in the collection."
 _ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "prof", "st", "vs", "etc", "inc", "ltd", "co", "jr",
                   "sr", "no", "fig", "eg", "ie", "al", "gen", "gov", "sen", "rep", "mt", "jan",
                   "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec"}
-_BOUNDARY = re.compile(r"[.!?…]+[\"'”’)\]]*\s+(?=[\"'“‘(\[]?[A-Z0-9])")
+_BOUNDARY = re.compile(r"[.!?…]+[\"'”’)\]]*\s+(?![a-z])")
 _MARKER = re.compile(r"\s*\[(\d{1,3})\]")
 
 
@@ -137,15 +137,14 @@ class ExtractiveGenerator(Generator):
             for a, b in split_sentences(hit.chunk.text):
                 sentence = hit.chunk.text[a:b]
                 key = (hit.chunk.doc_id, hit.chunk.start + a)
-                if key in seen or len(sentence.split()) < 3 or sentence.lstrip().startswith("#"):
+                if key in seen or len(sentence.split()) < 3 or sentence.lstrip().startswith("#") \
+                        or sentence.strip() in (hit.chunk.title, hit.chunk.section):
                     continue
                 seen.add(key)
                 candidates.append((hit, a, b, sentence))
         if not candidates:
             return self._refuse(question, hits, "the retrieved chunks hold no sentences")
-        terms = analyse([c[3] for c in candidates])
-        lexical = np.array([len(q_terms & set(t)) / len(q_terms) if q_terms else 0.0
-                            for t in terms])
+        lexical = _coverage(q_terms, [set(t) for t in analyse([c[3] for c in candidates])])
         scores = lexical
         if self.embedder is not None:
             vectors = self.embedder.embed([question, *(c[3] for c in candidates)])
@@ -165,6 +164,17 @@ class ExtractiveGenerator(Generator):
             parts.append(f"{sentence} [{marker}]")
         return Answer(question=question, text=" ".join(parts), citations=tuple(citations),
                       hits=tuple(hits), generator=self.name)
+
+
+def _coverage(q_terms: set[str], sentences: list[set[str]]) -> np.ndarray:
+    """IDF-weighted share of the question's terms each sentence holds (IDF over
+    the candidate sentences: a term every sentence has decides little)."""
+    if not q_terms:
+        return np.zeros(len(sentences))
+    n = len(sentences)
+    idf = {t: np.log(1.0 + (n + 1) / (0.5 + sum(t in s for s in sentences))) for t in q_terms}
+    total = sum(idf.values())
+    return np.array([sum(idf[t] for t in q_terms if t in s) / total for s in sentences])
 
 
 SYSTEM_PROMPT = (

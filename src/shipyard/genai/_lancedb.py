@@ -108,7 +108,7 @@ class LanceDBStore(VectorStore):
                 return sorted(names)
 
     def exists(self, table: str) -> bool:
-        return self._conn().table_exists(check_table(table))
+        return check_table(table) in self.tables()
 
     def create(self, table: str, dimension: int) -> None:
         check_table(table)

@@ -99,10 +99,20 @@ class Rag:
     def __repr__(self) -> str:
         return f"Rag({self._ws!r}, embedder={self.embedder!r}, store={self.store!r})"
 
+    def close(self) -> None:
+        """Close the vector stores this object opened (connections, handles)."""
+        with self._lock:
+            for store in self._stores.values():
+                store.close()
+            self._stores.clear()
+            self._retrievers.clear()
+
     # ----------------------------------------------------------- locations
     @property
     def home(self) -> Path:
-        """``<workspace home>/rag``: the default LanceDB, caches, locks."""
+        """``<workspace home>/rag``: the default LanceDB, the embedding and BM25
+        caches, locks. (The exported ONNX model is shared by all workspaces,
+        in ``~/.cache/shipyard/onnx``, named by the weights' sha256.)"""
         return Path(self._ws.settings.home) / "rag"
 
     def _store_uri(self, recorded: str) -> str:
@@ -126,7 +136,7 @@ class Rag:
         with self._lock:
             key = spec.get("name") or repr(spec)
             if key not in self._embedders:
-                embedder = embedder_from_spec(spec, cache_dir=self.home / "models")
+                embedder = embedder_from_spec(spec)
                 if embedder.name != spec.get("name"):
                     raise ConfigError(
                         f"the collection was embedded with {spec.get('name')!r} but the model "
@@ -141,7 +151,7 @@ class Rag:
             return self.embedder
         with self._lock:
             if "default" not in self._embedders:
-                self._embedders["default"] = LocalEmbedder(cache_dir=self.home / "models")
+                self._embedders["default"] = LocalEmbedder()
             return self._embedders["default"]
 
     @property

@@ -351,7 +351,7 @@ def _encode(ref: pd.DataFrame, cur: pd.DataFrame, kinds: Mapping[str, str] | Non
         codes = {k: i for i, k in enumerate(top)}
         other = len(top)
 
-        def code(keys: pd.Series) -> np.ndarray:
+        def code(keys: pd.Series, codes: dict = codes, other: int = other) -> np.ndarray:
             return np.array([np.nan if k is None else codes.get(k, other) for k in keys],
                             dtype=np.float64)
 
@@ -554,8 +554,11 @@ def text_drift(ref_texts: Sequence[Any], cur_texts: Sequence[Any], seed: int = 0
     2–4-grams (l2-normalised) of the two samples (missing values left out)."""
     from sklearn.feature_extraction.text import HashingVectorizer
 
-    ref = [str(t) for t in ref_texts if t is not None and t == t]
-    cur = [str(t) for t in cur_texts if t is not None and t == t]
+    def present(t: Any) -> bool:
+        return t is not None and not (isinstance(t, float) and math.isnan(t))
+
+    ref = [str(t) for t in ref_texts if present(t)]
+    cur = [str(t) for t in cur_texts if present(t)]
     vectorizer = HashingVectorizer(n_features=2 ** 12, analyzer="char_wb", ngram_range=(2, 4),
                                    alternate_sign=False, norm="l2")
     if len(ref) < 2 or len(cur) < 2:

@@ -112,7 +112,7 @@ def realized_performance(y: Sequence, pred: Sequence, proba: Any = None, *, task
                           classes=list(classes) if classes is not None else None,
                           n_bootstrap=n_bootstrap, seed=seed)
     return {name: {"value": m["value"], "ci_low": m["ci_low"], "ci_high": m["ci_high"],
-                   "n": int(len(y))} for name, m in result["values"].items()}
+                   "n": len(y)} for name, m in result["values"].items()}
 
 
 class CBPE:
@@ -226,7 +226,7 @@ def reference_performance(ws: Workspace, version: ModelVersion, *, search: int =
     for run in runs:
         try:
             report = json.loads(ws.runs.load_artifact(run.id, EVALUATION_REPORT))
-        except Exception:  # noqa: BLE001 -- an evaluation run without its report
+        except Exception:  # noqa: BLE001, S112 -- an evaluation run without its report
             continue
         if (report.get("model") or {}).get("artifact_digest") != version.artifact_digest:
             continue

@@ -46,6 +46,7 @@ Verdict rule:
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import statistics
 import time
 from dataclasses import dataclass, field, fields
@@ -153,7 +154,7 @@ def _busiest_version(ws: Workspace, window: Window) -> int | None:
         ok = batch.column("status").to_numpy(zero_copy_only=False) == 200
         rows = batch.column("num_rows").fill_null(0).to_numpy(zero_copy_only=False)
         for v, n in zip(version[ok].tolist(), rows[ok].tolist()):
-            if v is not None and v == v:
+            if v is not None and not math.isnan(v):
                 totals[int(v)] = totals.get(int(v), 0) + int(n)
     return max(totals, key=lambda v: (totals[v], v)) if totals else None
 
@@ -289,16 +290,25 @@ def build_report(ws: Workspace, model: str, *, version: int | None = None,
         The window's version is not registered.
     """
     from shipyard.data import FrameSketch
-    from shipyard.monitor._drift import (SAMPLE_ROWS, assess, column_drift,
-                                         domain_classifier_test, pca_reconstruction_test,
-                                         text_drift)
-    from shipyard.monitor._performance import (CBPE, degradation, headline,
-                                               realized_performance, reference_performance)
+    from shipyard.monitor._drift import (
+        SAMPLE_ROWS,
+        assess,
+        column_drift,
+        domain_classifier_test,
+        pca_reconstruction_test,
+        text_drift,
+    )
+    from shipyard.monitor._performance import (
+        CBPE,
+        degradation,
+        headline,
+        realized_performance,
+        reference_performance,
+    )
     from shipyard.monitor._policy import MonitorPolicy
     from shipyard.monitor._quality import count_out_of_range, quality_checks, range_bounds
     from shipyard.monitor._reference import reference as load_reference
-    from shipyard.monitor._windows import (Window, labels_for, output_names, stream,
-                                           windows, _epoch)
+    from shipyard.monitor._windows import Window, _epoch, labels_for, output_names, stream, windows
     from shipyard.registry import input_kinds, task_of
 
     policy = policy or MonitorPolicy()

@@ -238,7 +238,7 @@ def windows(ws: Workspace, model: str, *, version: int | None = None, role: str 
     if every is not None:
         buckets: dict[int, int] = {}
         for second, n in per_second.items():
-            key = int(math.floor(second / every))
+            key = math.floor(second / every)
             buckets[key] = buckets.get(key, 0) + n
         out = []
         for key in sorted(buckets):
