@@ -21,9 +21,14 @@ $(VENV)/.run: pyproject.toml constraints.txt | $(BIN)/python
 	$(PIP) install --no-deps $(DEMO_DATA)
 	touch $@
 
+# The UI's browser tests drive Debian's chromium (Playwright's own browser
+# download does not work here). Without apt the tests fail naming the fix.
 $(VENV)/.dev: pyproject.toml constraints.txt $(VENV)/.run
 	$(PIP) install $(CONSTRAIN) torch==2.13.0
 	$(PIP) install $(CONSTRAIN) -e '.[dev]'
+	command -v chromium >/dev/null || apt-get install -y chromium || \
+	  (apt-get update && apt-get install -y chromium) || \
+	  echo "WARNING: could not install chromium (needs apt and root): the UI browser tests will fail until 'apt-get install chromium'" >&2
 	touch $@
 
 $(VENV)/.bench: pyproject.toml $(VENV)/.dev

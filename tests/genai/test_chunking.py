@@ -3,6 +3,8 @@ straddle a section."""
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 
 from shipyard.errors import ConfigError
@@ -19,7 +21,7 @@ def test_chunks_fit_the_token_budget_and_overlap():
     chunks = chunker.split(doc)
     assert len(chunks) > 10
     assert all(chunker.count_tokens(c.text) <= 40 for c in chunks)
-    for a, b in zip(chunks, chunks[1:]):
+    for a, b in pairwise(chunks):
         assert b.start < a.end  # consecutive chunks share text
     assert chunks[0].start == 0 and chunks[-1].end == len(LONG)
     assert all(doc.text[c.start:c.end] == c.text for c in chunks)
@@ -52,7 +54,7 @@ def test_chunk_ids_are_stable_across_runs():
 
 def test_indexed_text_carries_a_contextual_header():
     doc = parse_document(GUIDE_MD.encode(), "markdown", source="guide.md")
-    chunk = [c for c in TokenChunker(16, 4).split(doc) if c.section == "Installing"][0]
+    chunk = next(c for c in TokenChunker(16, 4).split(doc) if c.section == "Installing")
     assert chunk.indexed_text.startswith("Shipyard guide - Installing\n")
 
 

@@ -54,7 +54,7 @@ def test_no_support_no_answer(hits):
 def test_hostile_text_is_quoted_at_most_never_obeyed(hits):
     answer = ExtractiveGenerator().generate("How often is the tower painted?", hits)
     assert answer.text.startswith("<script>alert(1)</script> The tower is painted every seven")
-    assert "HACKED" not in answer.text.split("[")[0].replace("'HACKED'", "")
+    assert "HACKED" not in answer.text  # the instruction is just an unrelated sentence
 
 
 def test_sentence_splitting_and_answer_sentences():

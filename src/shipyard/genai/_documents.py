@@ -334,7 +334,7 @@ def _read_html(data: bytes, source: str):
         if tag == "-text":
             out.text(node.text_content or "", pre=pre_depth > 0)
             continue
-        if tag.startswith("-") or tag.startswith("!"):  # comments, doctype
+        if tag.startswith(("-", "!")):  # comments, doctype
             continue
         if tag in _SECTION_TAGS:
             out.newline(2)
@@ -372,7 +372,7 @@ def _read_pdf(data: bytes, source: str):
         if reader.is_encrypted:
             try:
                 opened = reader.decrypt("")
-            except Exception as exc:  # noqa: BLE001 - pypdf raises several kinds here
+            except Exception as exc:  # pypdf raises several kinds here
                 raise DocumentError(f"{source!r} is an encrypted PDF and could not be opened: "
                                     f"{exc}", hint="decrypt it first (qpdf --decrypt)") from exc
             if not opened:

@@ -144,8 +144,9 @@ class LocalEmbedder(Embedder):
         ``$XDG_CACHE_HOME/shipyard/onnx`` (``~/.cache/shipyard/onnx``), shared
         by every workspace: the file is named by the weights' sha256.
 
-    >>> LocalEmbedder().embed(["A man is eating food."]).shape  # doctest: +SKIP
-    (1, 384)
+    Example::
+
+        LocalEmbedder().embed(["A man is eating food."]).shape   # (1, 384)
     """
 
     def __init__(self, model_path: str | os.PathLike | None = None, *, backend: str = "onnx",
@@ -231,7 +232,7 @@ class LocalEmbedder(Embedder):
         options.log_severity_level = 3
         try:
             session = ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # noqa: BLE001 - a damaged export: make it again
+        except Exception as exc:  # a damaged export: make it again
             file.unlink(missing_ok=True)
             raise EmbeddingError(f"the exported ONNX model {str(file)!r} could not be loaded "
                                  f"({exc}); it was deleted and is exported again next time") \

@@ -342,7 +342,7 @@ def split_questions(questions: Sequence[Question], fraction: float = 0.5, *, see
     """A seeded split into (tuning, held-out) parts."""
     items = list(questions)
     random.Random(seed).shuffle(items)
-    cut = int(round(len(items) * fraction))
+    cut = round(len(items) * fraction)
     return items[:cut], items[cut:]
 
 

@@ -137,8 +137,10 @@ class ExtractiveGenerator(Generator):
             for a, b in split_sentences(hit.chunk.text):
                 sentence = hit.chunk.text[a:b]
                 key = (hit.chunk.doc_id, hit.chunk.start + a)
-                if key in seen or len(sentence.split()) < 3 or sentence.lstrip().startswith("#") \
-                        or sentence.strip() in (hit.chunk.title, hit.chunk.section):
+                heading = sentence.strip() in (hit.chunk.title, hit.chunk.section) \
+                    and not sentence.rstrip().endswith((".", "!", "?"))
+                if key in seen or heading or len(sentence.split()) < 3 \
+                        or sentence.lstrip().startswith("#"):
                     continue
                 seen.add(key)
                 candidates.append((hit, a, b, sentence))

@@ -72,17 +72,16 @@ class Rag:
         ``<home>/rag/lancedb``); also supplies the password of a PostgreSQL
         store whose URI the collection records without it.
 
-    Examples
-    --------
-    >>> import tempfile, shipyard
-    >>> from shipyard.genai import Document
-    >>> ws = shipyard.Workspace.open(tempfile.mkdtemp())
-    >>> docs = [Document.from_text("The Eiffel Tower is 330 metres tall.", source="paris"),
-    ...         Document.from_text("Big Ben is a bell in London.", source="london")]
-    >>> ws.rag.ingest("cities", docs).ref  # doctest: +SKIP
-    'cities@1'
-    >>> ws.rag.answer("cities", "How tall is the Eiffel Tower?").text  # doctest: +SKIP
-    'The Eiffel Tower is 330 metres tall. [1]'
+    Example::
+
+        import shipyard
+        from shipyard.genai import Document
+        ws = shipyard.Workspace.open()
+        docs = [Document.from_text("The Eiffel Tower is 330 metres tall.", source="paris"),
+                Document.from_text("Big Ben is a bell in London.", source="london")]
+        ws.rag.ingest("cities", docs).ref                          # 'cities@1'
+        ws.rag.answer("cities", "How tall is the Eiffel Tower?").text
+        # 'The Eiffel Tower is 330 metres tall. [1]'
     """
 
     def __init__(self, workspace: Workspace, *, embedder: Embedder | None = None,

@@ -8,6 +8,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from functools import lru_cache
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -72,7 +73,9 @@ def mmr_select(query: np.ndarray, candidates: np.ndarray, k: int, lambda_: float
     to the rows already picked (``1 - lambda_``).
 
     >>> v = np.array([[1, 0], [0.99, 0.14], [0.6, 0.8]], dtype="float32")
-    >>> mmr_select(np.array([1, 0.1], dtype="float32"), v, 2, lambda_=0.5)
+    >>> mmr_select(np.array([1, 0], dtype="float32"), v, 2, lambda_=1.0)  # relevance only
+    [0, 1]
+    >>> mmr_select(np.array([1, 0], dtype="float32"), v, 2, lambda_=0.3)  # diversity counts
     [0, 2]
     """
     if not 0.0 <= lambda_ <= 1.0:
@@ -160,13 +163,13 @@ class LexicalReranker(Reranker):
         sets = [set(d) for d in docs]
         idf = {t: np.log(1.0 + (n + 1) / (0.5 + sum(t in s for s in sets))) for t in q_terms}
         total = sum(idf.values())
-        pairs = list(zip(q_terms, q_terms[1:]))
+        pairs = list(pairwise(q_terms))
         out = np.zeros(n)
         for i, (terms, present) in enumerate(zip(docs, sets)):
             coverage = sum(idf[t] for t in q_terms if t in present) / total
             bonus = 0.0
             if pairs:
-                adjacent = set(zip(terms, terms[1:]))
+                adjacent = set(pairwise(terms))
                 bonus = sum(p in adjacent for p in pairs) / len(pairs)
             out[i] = (coverage + self.phrase_weight * bonus) / (1.0 + self.phrase_weight)
         return out
@@ -311,7 +314,7 @@ class Retriever:
         if not hits:
             return []
         vector = self.embed_question(question) if vector is None else vector
-        rows = dict((c.id, v) for c, v in self.store.get(self.table, [h.chunk.id for h in hits]))
+        rows = {c.id: v for c, v in self.store.get(self.table, [h.chunk.id for h in hits])}
         kept = [h for h in hits if h.chunk.id in rows]
         matrix = np.stack([rows[h.chunk.id] for h in kept])
         picked = mmr_select(np.asarray(vector, dtype=np.float32), matrix, k, lambda_)

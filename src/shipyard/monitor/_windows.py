@@ -153,8 +153,13 @@ def scan_batches(ws: Workspace | str | os.PathLike, columns: list[str], *,
         expr = _filter(model=model, start=start, end=end, version=version, role=role)
     if dataset is None:
         return
+    import pyarrow.dataset as pads
+
+    # No read-ahead and no pre-buffering of whole column chunks: one batch at a time.
     scanner = dataset.scanner(columns=columns, filter=expr, batch_size=max(1, int(batch_size)),
-                              batch_readahead=0, fragment_readahead=0, use_threads=False)
+                              batch_readahead=0, fragment_readahead=0, use_threads=False,
+                              fragment_scan_options=pads.ParquetFragmentScanOptions(
+                                  pre_buffer=False))
     for batch in scanner.to_batches():
         if batch.num_rows:
             yield batch
@@ -190,7 +195,8 @@ def windows(ws: Workspace, model: str, *, version: int | None = None, role: str 
         left out. The last one may still be filling (its end is in the future).
     rows
         Windows of at least ``rows`` answered rows, cut at whole seconds in
-        time order; the last one may hold fewer.
+        time order, each starting where the previous one ends; the last one
+        may hold fewer.
 
     With neither, one window over ``[start, end)`` (default: from the first
     to just after the last logged request).

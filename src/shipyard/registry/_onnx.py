@@ -1,7 +1,8 @@
 """The ONNX Runtime fast path: at registration a model is converted to ONNX
 (scikit-learn pipelines with skl2onnx; LightGBM through onnxmltools' converter
-registered with skl2onnx, so the preprocessing converts with it), both are run
-on a sample of the training rows, and the ONNX is kept only if they agree.
+and Shipyard's torch MLP through the converter below, both registered with
+skl2onnx, so the preprocessing converts with them), both are run on a sample
+of the training rows, and the ONNX is kept only if they agree.
 
 The outcome goes into the version's tags (:data:`OUTCOME_TAG`):
 ``converted``, ``unsupported: <reason>`` or ``mismatch: <what differed>``; a
@@ -209,12 +210,13 @@ def _joined(model: Any, names: list[str]) -> Any:
 
 def _convertible(model: Any) -> Any:
     """A copy skl2onnx can convert: string imputers take ``""`` as missing (the
-    converter cannot test strings for NaN), and a loaded LightGBM model is
-    wrapped in a class its converter recognises."""
+    converter cannot test strings for NaN), a loaded LightGBM model is
+    wrapped in a class its converter recognises, and the torch MLP's
+    converter is registered."""
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import Pipeline
 
-    from shipyard.train import LightGBMModel
+    from shipyard.train import LightGBMModel, TorchMLPClassifier, TorchMLPRegressor
 
     model = copy.deepcopy(model)
 
@@ -225,6 +227,8 @@ def _convertible(model: Any) -> Any:
             est.statistics_ = np.array([str(s) for s in est.statistics_], dtype=object)
         if isinstance(est, LightGBMModel):
             return _lightgbm_shim(est)
+        if isinstance(est, (TorchMLPClassifier, TorchMLPRegressor)):
+            _register_torch_mlp()
         if isinstance(est, Pipeline):
             est.steps = [(n, walk(s)) for n, s in est.steps]
         for trio in getattr(est, "transformers_", None) or []:
@@ -285,6 +289,93 @@ def _lightgbm_shim(model: Any) -> Any:
     if model.kind_ == "regressor":
         return _shim(model.booster_)
     raise TypeError("a bare LightGBM booster has no task to convert for")
+
+
+_torch_registered = False
+
+
+def _register_torch_mlp() -> None:
+    """Register the torch MLP's converter with skl2onnx (once)."""
+    global _torch_registered
+    if _torch_registered:
+        return
+    from skl2onnx import update_registered_converter
+    from skl2onnx.common.shape_calculator import calculate_linear_classifier_output_shapes
+
+    from shipyard.train import TorchMLPClassifier, TorchMLPRegressor
+
+    update_registered_converter(
+        TorchMLPClassifier, "ShipyardTorchMLPClassifier",
+        calculate_linear_classifier_output_shapes, _convert_torch_mlp,
+        options={"zipmap": [True, False], "nocl": [True, False]})
+    update_registered_converter(
+        TorchMLPRegressor, "ShipyardTorchMLPRegressor",
+        _torch_regressor_shape, _convert_torch_mlp)
+    _torch_registered = True
+
+
+def _torch_regressor_shape(operator: Any) -> None:
+    # float64 out: the de-standardising ``y * scale + mean`` runs in double, as
+    # the Python model's does, so a large target scale adds no float32 error.
+    from skl2onnx.common.data_types import DoubleTensorType
+    from skl2onnx.common.shape_calculator import calculate_linear_regressor_output_shapes
+
+    calculate_linear_regressor_output_shapes(operator)
+    operator.outputs[0].set_type(DoubleTensorType([operator.inputs[0].get_first_dimension(), 1]))
+
+
+def _convert_torch_mlp(scope: Any, operator: Any, container: Any) -> None:
+    """The network as MatMul/Add/Relu (dropout is the identity at inference);
+    a classifier adds Softmax for the probabilities and ArgMax + Gather of
+    ``classes_`` for the labels, a regressor ``y * scale + mean`` in double."""
+    import torch
+    from onnx import TensorProto
+
+    est = operator.raw_operator
+
+    def name(prefix: str) -> str:
+        return scope.get_unique_variable_name(prefix)
+
+    def node(op: str, inputs: list[str], output: str, **attrs: Any) -> str:
+        container.add_node(op, inputs, output, name=scope.get_unique_operator_name(op), **attrs)
+        return output
+
+    def constant(prefix: str, kind: int, values: np.ndarray) -> str:
+        out = name(prefix)
+        container.add_initializer(out, kind, list(values.shape), values.ravel().tolist())
+        return out
+
+    current = operator.inputs[0].full_name
+    for layer in est.module_:
+        if isinstance(layer, torch.nn.Linear):
+            weight = layer.weight.detach().cpu().numpy().T.astype(np.float32)
+            bias = layer.bias.detach().cpu().numpy().astype(np.float32)
+            product = node("MatMul", [current, constant("W", TensorProto.FLOAT, weight)],
+                           name("matmul"))
+            current = node("Add", [product, constant("b", TensorProto.FLOAT, bias)], name("z"))
+        elif isinstance(layer, torch.nn.ReLU):
+            current = node("Relu", [current], name("relu"))
+        elif not isinstance(layer, torch.nn.Dropout):
+            raise TypeError(f"cannot convert the torch layer {type(layer).__name__}")
+    if not hasattr(est, "classes_"):
+        double = node("Cast", [current], name("double"), to=TensorProto.DOUBLE)
+        scaled = node("Mul", [double, constant("scale", TensorProto.DOUBLE,
+                                               np.array([est.y_scale_]))], name("scaled"))
+        node("Add", [scaled, constant("mean", TensorProto.DOUBLE, np.array([est.y_mean_]))],
+             operator.outputs[0].full_name)
+        return
+    node("Softmax", [current], operator.outputs[1].full_name, axis=1)
+    best = node("ArgMax", [current], name("argmax"), axis=1, keepdims=0)
+    classes = est.classes_
+    if all(isinstance(c, str) for c in classes):
+        labels = constant("classes", TensorProto.STRING, np.array([c.encode() for c in classes],
+                                                                  dtype=object))
+    else:  # the shape calculator declared int64 labels: whole numbers only
+        as_int = np.asarray(classes).astype(np.int64)
+        if not np.array_equal(as_int, np.asarray(classes)):
+            raise TypeError("class labels must be strings or whole numbers")
+        labels = constant("classes", TensorProto.INT64, as_int)
+    node("Gather", [labels, best], operator.outputs[0].full_name, axis=0)
 
 
 def _numeric(column: dict[str, Any]) -> bool:

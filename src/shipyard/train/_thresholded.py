@@ -174,27 +174,35 @@ class ThresholdedModel(ClassifierMixin, BaseEstimator):
     def decision_probability(self, X: pd.DataFrame, scores: np.ndarray) -> np.ndarray:
         """The probability of a positive decision for each row, given the base
         model's positive-class ``scores`` of those rows (from
-        :meth:`predict_proba`, or the base's ONNX graph)."""
-        _, keys = self._columns(X)
+        :meth:`predict_proba`, or the base's ONNX graph).
+
+        ``X`` is a DataFrame, or validated column arrays that index like one
+        (``X[name]``, ``X.columns``, ``len(X)``: the server's fast path)."""
+        values = _column_values(self, X, [self.sensitive])[0]
         scores = np.asarray(scores, dtype=np.float64)
+        keys = _group_keys(values, len(scores))
         positive = (scores > 0.5).astype(np.float64)  # unseen groups: the base's decision
+        if len(keys) <= _FEW_ROWS:  # numpy's per-call cost would dominate a few rows
+            for i, key in enumerate(keys):
+                g = self.groups.get(key) if isinstance(key, str) else None
+                if g is not None:
+                    positive[i] = _probability(g, float(scores[i]))
+            return positive
+        keys = np.asarray(keys, dtype=object)
         for key, g in self.groups.items():
             rows = keys == key
             if not rows.any():
                 continue
-            s = scores[rows]
-            p = g["p0"] * _apply(g["op0"], s) + g["p1"] * _apply(g["op1"], s)
-            if "p_ignore" in g:
-                p = g["p_ignore"] * g["prediction_constant"] + (1 - g["p_ignore"]) * p
-            positive[rows] = p
+            positive[rows] = _probability(g, scores[rows])
         return positive
 
     def decide(self, X: pd.DataFrame, scores: np.ndarray) -> np.ndarray:
-        """Labels for the rows of ``X`` from the base's positive-class ``scores``."""
+        """Labels for the rows of ``X`` (as in :meth:`decision_probability`)
+        from the base's positive-class ``scores``."""
         positive = self.decision_probability(X, scores)
         cols = [*dict.fromkeys([*list(self.features), self.sensitive])]
-        hashed = pd.util.hash_pandas_object(X[cols], index=False,
-                                            hash_key=f"{self.seed:016d}"[-16:]).to_numpy()
+        hashed = _row_hashes(_column_values(self, X, cols), len(positive),
+                             f"{self.seed:016d}"[-16:])
         uniform = (hashed >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
         return self.classes_[(uniform < positive).astype(int)]
 
@@ -255,6 +263,165 @@ class ThresholdedModel(ClassifierMixin, BaseEstimator):
 def _apply(op: list, scores: np.ndarray) -> np.ndarray:
     operator, threshold = op
     return (scores > threshold) if operator == ">" else (scores < threshold)
+
+
+def _probability(g: dict[str, Any], s: Any) -> Any:
+    """A group's probability of a positive decision at scores ``s`` (an array
+    or one float: the same arithmetic, so the same bits)."""
+    p = g["p0"] * _apply(g["op0"], s) + g["p1"] * _apply(g["op1"], s)
+    if "p_ignore" in g:
+        p = g["p_ignore"] * g["prediction_constant"] + (1 - g["p_ignore"]) * p
+    return p
+
+
+# ------------------------------------------------------------ the row hash
+# ``decide`` draws each row's uniform number from a hash of its content. The
+# hash is pandas' ``hash_pandas_object(X[cols], index=False, hash_key=...)``
+# (what saved models were decided with), computed without building a
+# DataFrame: pandas hashes each column and the columns' hashes are combined as
+# pandas combines them; on a few rows, numbers and strings (the columns the
+# server validates) are hashed here the way pandas hashes them, as pandas'
+# per-call cost would be most of the time.
+
+#: Up to this many rows the thresholds and the hash run per row in Python.
+_FEW_ROWS = 16
+_MASK = 2**64 - 1
+
+
+def _column_values(model: ThresholdedModel, X: Any, names: list[str]) -> list[Any]:
+    """The columns ``names`` of ``X``, refused as :meth:`ThresholdedModel._columns` refuses."""
+    columns = getattr(X, "columns", None)
+    if columns is None or not hasattr(X, "__getitem__"):
+        raise DataError("a ThresholdedModel predicts on a DataFrame (it needs column "
+                        f"{model.sensitive!r})")
+    have = set(columns)
+    missing = [c for c in (*model.features, model.sensitive) if c not in have]
+    if missing:
+        raise DataError(f"the thresholded model needs column(s) "
+                        f"{', '.join(map(repr, missing))}",
+                        hint=f"it applies per-group thresholds on {model.sensitive!r}: "
+                             "pass that column with the features")
+    return [X[name] for name in names]
+
+
+def _strings(values: Any) -> list | None:
+    """``values`` as a list of str and None (missing) when it holds only
+    those (and NaN, pandas' missing string), else None."""
+    if isinstance(values, np.ndarray):
+        if values.dtype != object:
+            return None
+        values = values.tolist()
+    elif isinstance(values, pd.Series):
+        if not (values.dtype == object or isinstance(values.dtype, pd.StringDtype)):
+            return None
+        values = values.tolist()
+    elif not isinstance(values, list):
+        return None
+    out = []
+    for v in values:
+        if isinstance(v, str):
+            out.append(v)
+        elif v is None or (isinstance(v, float) and v != v) or v is pd.NA:
+            out.append(None)
+        else:
+            return None
+    return out
+
+
+def _as_series(values: Any) -> pd.Series:
+    # A list becomes the column the DataFrame constructor would have made of it.
+    return values if isinstance(values, pd.Series) else pd.Series(values)
+
+
+def _group_keys(values: Any, n: int) -> list:
+    """Each row's group key: ``X[sensitive].astype(str)`` (missing stays missing)."""
+    strings = _strings(values) if n <= _FEW_ROWS else None
+    if strings is not None:
+        return strings
+    return _as_series(values).astype(str).tolist()
+
+
+def _pandas_hashes(values: Any, hash_key: str) -> np.ndarray:
+    """One column's hashes, by pandas (as ``hash_pandas_object`` of a frame hashes it)."""
+    return pd.util.hash_pandas_object(_as_series(values), index=False,
+                                      hash_key=hash_key).to_numpy()
+
+
+def _numbers(values: Any) -> np.ndarray | None:
+    """A plain numpy bool or number column (itemsize <= 8), else None."""
+    if isinstance(values, pd.Series):
+        if not isinstance(values.dtype, np.dtype):
+            return None
+        values = values.to_numpy()
+    if isinstance(values, np.ndarray) and values.ndim == 1 and (
+            values.dtype == bool or (values.dtype.kind in "iuf" and values.dtype.itemsize <= 8)):
+        return values
+    return None
+
+
+def _number_bits(values: np.ndarray) -> np.ndarray:
+    """The unmixed uint64 pandas hashes a number column from."""
+    if values.dtype == bool:
+        return values.astype(np.uint64)
+    unsigned = f"u{values.dtype.itemsize}"
+    bits = values.view(unsigned).astype(np.uint64)
+    if values.dtype.kind == "f":  # one NaN, and -0.0 as 0.0
+        bits[np.isnan(values)] = np.array(np.nan, dtype=values.dtype).view(unsigned)
+        bits[bits == np.array(-0.0, dtype=values.dtype).view(unsigned)] = 0
+    return bits
+
+
+def _mix(bits: np.ndarray) -> np.ndarray:
+    """pandas' final mix of a column's hashes (in place)."""
+    bits ^= bits >> np.uint64(30)
+    bits *= np.uint64(0xBF58476D1CE4E5B9)
+    bits ^= bits >> np.uint64(27)
+    bits *= np.uint64(0x94D049BB133111EB)
+    bits ^= bits >> np.uint64(31)
+    return bits
+
+
+def _row_hashes(columns: list[Any], n: int, hash_key: str) -> np.ndarray:
+    """``hash_pandas_object(DataFrame(columns), index=False, hash_key=hash_key)``
+    as uint64, one per row."""
+    multipliers, mult = [], 1000003  # pandas' combine_hash_arrays (CPython's tuple hash)
+    for i in range(len(columns)):
+        multipliers.append(mult)
+        mult = (mult + 82520 + 2 * (len(columns) - i)) & _MASK
+    if n > _FEW_ROWS:  # pandas' own per-column hashes; they pay off on many rows
+        out = np.full(n, 0x345678, dtype=np.uint64)
+        for values, m in zip(columns, multipliers, strict=True):
+            out ^= _pandas_hashes(values, hash_key)
+            out *= np.uint64(m)
+        return out + np.uint64(97531)
+    hashes = np.empty((len(columns), n), dtype=np.uint64)
+    numbers, strings, texts = [], [], []
+    for j, values in enumerate(columns):
+        plain = _numbers(values)
+        if plain is not None:
+            hashes[j] = _number_bits(plain)
+            numbers.append(j)
+            continue
+        listed = _strings(values)
+        if listed is not None:
+            strings.append((j, listed))
+            texts += [v for v in listed if v is not None]
+        else:
+            hashes[j] = _pandas_hashes(values, hash_key)
+    if numbers:
+        hashes[numbers] = _mix(hashes[numbers])
+    if strings:
+        hashed = iter(pd.util.hash_array(np.array(texts, dtype=object), hash_key=hash_key,
+                                         categorize=False).tolist() if texts else ())
+        for j, listed in strings:
+            hashes[j] = [_MASK if v is None else next(hashed) for v in listed]
+    out = []
+    for row in hashes.T.tolist():
+        h = 0x345678
+        for value, m in zip(row, multipliers, strict=True):
+            h = ((h ^ value) * m) & _MASK
+        out.append((h + 97531) & _MASK)
+    return np.array(out, dtype=np.uint64)
 
 
 def _check_group(g: dict[str, Any]) -> dict[str, Any]:

@@ -264,7 +264,7 @@ class Guard:
                     await self.refuse(scope, 403, "refused: missing or wrong CSRF token "
                                       "(reload the page and try again)")(scope, receive, send)
                     return
-            receive = _replay(body)
+            receive = _replay(body, receive)
         scope.setdefault("state", {})["ui_session"] = session
 
         async def send_with_headers(message: dict) -> None:
@@ -296,14 +296,16 @@ class Guard:
         await send({"type": "http.response.body", "body": b""})
 
 
-def _replay(body: bytes) -> Callable:
+def _replay(body: bytes, receive: Callable) -> Callable:
+    """A ``receive`` that hands the app the body already read, then listens
+    to the client as before (for a disconnect)."""
     sent = False
 
-    async def receive() -> dict:
+    async def replay() -> dict:
         nonlocal sent
         if not sent:
             sent = True
             return {"type": "http.request", "body": body, "more_body": False}
-        return {"type": "http.disconnect"}
+        return await receive()
 
-    return receive
+    return replay

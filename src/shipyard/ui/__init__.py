@@ -1,0 +1,40 @@
+"""The web UI: runs, datasets, models, deployments, monitoring and the audit
+log in a browser. The top stage beside ``serve`` and ``cli``: it calls the
+library through the workspace and renders; it holds no logic of its own.
+
+Pages are rendered on the server (Jinja2, autoescaped) and updated in part
+with htmx; curves are drawn by uPlot from points the server has already cut
+down with LTTB. Both libraries ship inside the package (``static/vendor``):
+the UI works offline, with no build step.
+
+Run it with ``shipyard ui`` or mount the app elsewhere::
+
+    import shipyard
+    from shipyard.ui import create_ui_app
+    app = create_ui_app(shipyard.Workspace.open())   # an ASGI app
+
+Names resolve lazily, so ``import shipyard.ui`` loads no FastAPI.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "create_ui_app": "shipyard.ui._app",
+    "run": "shipyard.ui._app",
+    "lttb": "shipyard.ui._lttb",
+    "MAX_POINTS": "shipyard.ui._lttb",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'shipyard.ui' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,454 @@
+"""Runs: experiments, the run list (filter, sort, columns, keyset pages), run
+detail with curves and artifacts, and comparison of up to 500 runs."""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from shipyard.ui._lttb import MAX_POINTS, lttb
+from shipyard.ui._paging import PREFIXES, Sort, after, decode_token, encode_token, literal
+
+if TYPE_CHECKING:
+    from shipyard.tracking import RunInfo
+
+router = APIRouter()
+
+PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+MAX_FILTER = 4000
+MAX_COLUMNS = 40
+MAX_COMPARE = 500
+#: Attribute columns of the run list: id → header.
+ATTRIBUTE_COLUMNS = {"name": "name", "experiment": "experiment", "status": "status",
+                     "start_time": "started", "end_time": "ended", "duration": "duration",
+                     "cpu_seconds": "CPU s", "peak_memory_mb": "peak MB", "parent": "parent"}
+DEFAULT_ATTRIBUTES = ("name", "experiment", "status", "start_time", "duration")
+#: Previews of artifacts: the most bytes read to preview one, and shown of text.
+PREVIEW_MAX_BYTES = 5 * 1024 * 1024
+PREVIEW_TEXT_CHARS = 64 * 1024
+TEXT_SUFFIXES = {".txt", ".md", ".log", ".csv", ".tsv", ".yaml", ".yml", ".py", ".toml",
+                 ".ini", ".cfg", ".jsonl", ".sql", ".xml"}
+IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
+               ".gif": "image/gif", ".webp": "image/webp", ".svg": "image/svg+xml"}
+_HEX_ID = re.compile(r"[0-9a-f]{6,32}")
+#: Served artifacts never run scripts, even when opened directly.
+SANDBOX_CSP = ("sandbox; default-src 'none'; img-src data: 'self'; style-src 'unsafe-inline'; "
+               "font-src data:")
+
+
+def _ui(request: Request):
+    return request.app.state.ui
+
+
+def _int(value: str | None, default: int, low: int, high: int) -> int:
+    try:
+        return min(max(int(value), low), high) if value not in (None, "") else default
+    except (TypeError, ValueError):
+        return default
+
+
+def _text(value: str | None, limit: int = MAX_FILTER) -> str:
+    return (value or "").strip()[:limit]
+
+
+# ------------------------------------------------------------ columns
+@dataclass(frozen=True)
+class Column:
+    """One column of the run list: ``metrics.auc``, ``params.lr``, ``status``..."""
+
+    id: str
+
+    @property
+    def kind(self) -> str:
+        head, dot, _ = self.id.partition(".")
+        return head if dot and head in PREFIXES else "attributes"
+
+    @property
+    def key(self) -> str:
+        return self.id.partition(".")[2] if self.kind != "attributes" else self.id
+
+    @property
+    def header(self) -> str:
+        return ATTRIBUTE_COLUMNS.get(self.id, self.key)
+
+    @property
+    def sortable(self) -> str | None:
+        """The sort field of this column (duration sorts by wall time)."""
+        if self.kind != "attributes":
+            return self.id
+        return {"duration": "wall_seconds", "parent": None}.get(self.id, self.id)
+
+    def value(self, run: RunInfo) -> Any:
+        if self.kind != "attributes":
+            return getattr(run, self.kind).get(self.key)
+        if self.id == "duration":
+            return run.duration
+        if self.id == "parent":
+            return run.parent_id
+        return getattr(run, self.id)
+
+    @classmethod
+    def parse(cls, text: str) -> Column | None:
+        if text in ATTRIBUTE_COLUMNS:
+            return cls(text)
+        kind, dot, key = text.partition(".")
+        if dot and kind in PREFIXES and key and len(key) <= 250 and key.isprintable():
+            return cls(text)
+        return None
+
+
+def _columns(chosen: list[str], runs: list[RunInfo]) -> tuple[list[Column], list[Column]]:
+    """The columns shown (chosen, or a default from the page's runs) and the
+    columns offered by the picker."""
+    picked = [c for c in (Column.parse(x) for x in chosen[:MAX_COLUMNS]) if c is not None]
+    picked = list(dict.fromkeys(picked))
+    keys = {kind: sorted({k for r in runs for k in getattr(r, kind)})
+            for kind in ("metrics", "params", "tags")}
+    offered = [Column(a) for a in ATTRIBUTE_COLUMNS]
+    offered += [Column(f"{kind}.{k}") for kind in ("metrics", "params", "tags")
+                for k in keys[kind][:200]]
+    offered += [c for c in picked if c not in offered]
+    if not picked:
+        picked = [Column(a) for a in DEFAULT_ATTRIBUTES]
+        picked += [Column(f"metrics.{k}") for k in keys["metrics"][:4]]
+        picked += [Column(f"params.{k}") for k in keys["params"][:3]]
+    return picked, offered
+
+
+# -------------------------------------------------------------- search
+@dataclass
+class RunQuery:
+    """The run list's query parameters, cleaned."""
+
+    experiment: str
+    filter: str
+    sort: Sort
+    columns: list[str]
+    limit: int
+    page_token: str
+
+    @classmethod
+    def from_request(cls, request: Request) -> RunQuery:
+        q = request.query_params
+        return cls(experiment=_text(q.get("experiment"), 200), filter=_text(q.get("filter")),
+                   sort=Sort.parse(q.get("sort"), q.get("dir")),
+                   columns=q.getlist("col")[:MAX_COLUMNS],
+                   limit=_int(q.get("limit"), PAGE_SIZE, 1, MAX_PAGE_SIZE),
+                   page_token=_text(q.get("page_token"), 4000))
+
+    def params(self, **changes: Any) -> dict[str, Any]:
+        base = {"experiment": self.experiment, "filter": self.filter,
+                "sort": self.sort.field, "dir": "desc" if self.sort.desc else "asc",
+                "col": self.columns, "limit": self.limit if self.limit != PAGE_SIZE else None}
+        base.update(changes)
+        return base
+
+
+@dataclass
+class RunPage:
+    """One page of the run list: its runs, the token of the next page, a
+    filter error to show inline, a note (a stale page link)."""
+
+    runs: list
+    next_token: str | None = None
+    error: str | None = None
+    note: str | None = None
+
+
+def search_page(ws, query: RunQuery) -> RunPage:
+    """One page of runs; a filter that does not parse gives no runs and its
+    message, never an exception."""
+    from shipyard.errors import FilterSyntaxError, TrackingError
+
+    condition = query.filter
+    note = None
+    if query.page_token:
+        cursor = decode_token(query.page_token, query.sort)
+        if cursor is None:
+            note = "that page link is not valid for this sort order; showing the first page"
+        else:
+            cont = after(query.sort, *cursor)
+            condition = f"({condition}) and {cont}" if condition else cont
+    kwargs = {"experiment": query.experiment or None, "order_by": [query.sort.order_by]}
+    try:
+        runs = ws.runs.search(condition or None, limit=query.limit + 1, **kwargs)
+    except (FilterSyntaxError, TrackingError) as exc:
+        if condition != query.filter:  # name the user's own text, not ours
+            try:
+                ws.runs.search(query.filter or None, limit=0, **kwargs)
+            except (FilterSyntaxError, TrackingError) as own:
+                exc = own
+        return RunPage([], error=str(exc), note=note)
+    token = encode_token(query.sort, runs[query.limit - 1]) if len(runs) > query.limit else None
+    return RunPage(runs[:query.limit], token, note=note)
+
+
+@router.get("/runs")
+def runs_page(request: Request) -> Response:
+    ui = _ui(request)
+    query = RunQuery.from_request(request)
+    page = search_page(ui.ws, query)
+    shown, offered = _columns(query.columns, page.runs)
+    context = dict(query=query, page=page, runs=page.runs, columns=shown, offered=offered,
+                   chosen={c.id for c in shown}, active="runs")
+    if request.headers.get("hx-request") == "true" and \
+            request.headers.get("hx-history-restore-request") != "true":
+        return ui.page(request, "runs_results.html", headers={"vary": "HX-Request"}, **context)
+    return ui.page(request, "runs.html", experiments=ui.ws.runs.experiments(),
+                   headers={"vary": "HX-Request"}, **context)
+
+
+@router.get("/experiments")
+def experiments_page(request: Request) -> Response:
+    ui = _ui(request)
+    return ui.page(request, "experiments.html", experiments=ui.ws.runs.experiments(),
+                   active="runs")
+
+
+# -------------------------------------------------------------- detail
+def _artifact_kind(path: str) -> str:
+    suffix = "." + path.rsplit(".", 1)[-1].lower() if "." in path else ""
+    if suffix in (".html", ".htm"):
+        return "html"
+    if suffix in IMAGE_TYPES:
+        return "image"
+    if suffix == ".json":
+        return "json"
+    if suffix in TEXT_SUFFIXES:
+        return "text"
+    return "binary"
+
+
+COST_METRICS = ("cost.cpu_seconds", "cost.energy_kwh", "cost.co2e_g")
+
+
+@router.get("/runs/{run_id}")
+def run_page(request: Request, run_id: str) -> Response:
+    ui = _ui(request)
+    ws = ui.ws
+    run = ws.runs.get(run_id[:64])
+    artifacts = ws.runs.artifacts(run.id)
+    children = ws.runs.search(parent=run.id, limit=101)
+    environment = ws.runs.environment(run.id)
+    cost = {k: run.metrics[k] for k in COST_METRICS if k in run.metrics}
+    curves = [k for k in run.metrics if k not in COST_METRICS]
+    return ui.page(request, "run.html", run=run, artifacts=[
+        (a, _artifact_kind(a.path)) for a in artifacts], children=children[:100],
+        more_children=len(children) > 100, inputs=ws.runs.inputs(run.id),
+        environment=environment, cost=cost, curves=curves[:200],
+        more_curves=max(0, len(curves) - 200), active="runs")
+
+
+def _json(data: Any) -> Response:
+    """JSON with NaN as null (orjson does that, and serialises numpy fast)."""
+    try:
+        import orjson
+    except ImportError:  # pragma: no cover - orjson comes with the ui extra
+        import math
+
+        def clean(v):
+            if isinstance(v, float) and not math.isfinite(v):
+                return None
+            if isinstance(v, dict):
+                return {k: clean(x) for k, x in v.items()}
+            if isinstance(v, (list, tuple)):
+                return [clean(x) for x in v]
+            if hasattr(v, "tolist"):
+                return clean(v.tolist())
+            return v
+        return Response(json.dumps(clean(data)), media_type="application/json")
+    return Response(orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY),
+                    media_type="application/json")
+
+
+@router.get("/runs/{run_id}/curve")
+def run_curve(request: Request, run_id: str, key: str = "", points: str = "") -> Response:
+    """One metric of one run, downsampled with LTTB: ``{key, x, y, total, shown}``."""
+    ui = _ui(request)
+    n = _int(points, MAX_POINTS, 3, MAX_POINTS)
+    history = ui.ws.runs.metric_history(run_id[:64], key[:250])
+    x = history["step"].to_numpy(dtype="float64")
+    y = history["value"].to_numpy(dtype="float64")
+    xs, ys = lttb(x, y, n)
+    return _json({"key": key, "x": xs, "y": ys, "total": int(len(x)), "shown": int(len(xs))})
+
+
+@router.get("/runs/{run_id}/artifacts/{path:path}")
+def run_artifact(request: Request, run_id: str, path: str) -> Response:
+    """A logged file: images and HTML inline (sandboxed: no script runs),
+    text as text, anything else as a download."""
+    from starlette.responses import StreamingResponse
+
+    data = _ui(request).ws.runs.load_artifact(run_id[:64], path)
+    kind = _artifact_kind(path)
+    suffix = "." + path.rsplit(".", 1)[-1].lower() if "." in path else ""
+    headers = {"content-security-policy": SANDBOX_CSP, "x-content-type-options": "nosniff"}
+    if kind == "image":
+        media = IMAGE_TYPES[suffix]
+    elif kind == "html":
+        media = "text/html; charset=utf-8"
+    elif kind in ("text", "json"):
+        media = "text/plain; charset=utf-8" if kind == "text" else "application/json"
+    else:
+        media = mimetypes.guess_type(path)[0] or "application/octet-stream"
+        name = path.rsplit("/", 1)[-1].replace('"', "")
+        headers["content-disposition"] = f"attachment; filename=\"{name}\"" \
+            if name.isascii() else "attachment"
+    chunk = 256 * 1024
+
+    def chunks():
+        for i in range(0, len(data), chunk):
+            yield data[i:i + chunk]
+
+    headers["content-length"] = str(len(data))
+    return StreamingResponse(chunks(), media_type=media, headers=headers)
+
+
+@router.get("/runs/{run_id}/preview/{path:path}")
+def artifact_preview(request: Request, run_id: str, path: str) -> Response:
+    """A capped preview of one artifact (an htmx fragment)."""
+    ui = _ui(request)
+    ws = ui.ws
+    run = ws.runs.get(run_id[:64])
+    found = [a for a in ws.runs.artifacts(run.id) if a.path == path]
+    if not found:
+        from shipyard.errors import NotFoundError
+
+        raise NotFoundError(f"run {run.short_id} has no artifact {path[:200]!r}")
+    artifact = found[0]
+    kind = _artifact_kind(path)
+    text = None
+    cut = False
+    if artifact.size_bytes > PREVIEW_MAX_BYTES and kind != "image":
+        kind = "too_large"
+    elif kind in ("text", "json"):
+        raw = ws.runs.load_artifact(run.id, path)
+        text = raw.decode("utf-8", "replace")
+        if kind == "json":
+            try:
+                text = json.dumps(json.loads(text), indent=2)
+            except ValueError:
+                pass
+        cut = len(text) > PREVIEW_TEXT_CHARS
+        text = text[:PREVIEW_TEXT_CHARS]
+    elif kind == "image" and artifact.size_bytes > 4 * PREVIEW_MAX_BYTES:
+        kind = "too_large"
+    return ui.page(request, "artifact_preview.html", run=run, artifact=artifact, kind=kind,
+                   text=text, cut=cut)
+
+
+@router.get("/runs/{run_id}/view/{path:path}")
+def artifact_view(request: Request, run_id: str, path: str) -> Response:
+    """An HTML artifact (an evaluation report) framed in a page of the UI."""
+    ui = _ui(request)
+    run = ui.ws.runs.get(run_id[:64])
+    if not any(a.path == path for a in ui.ws.runs.artifacts(run.id)):
+        from shipyard.errors import NotFoundError
+
+        raise NotFoundError(f"run {run.short_id} has no artifact {path[:200]!r}")
+    return ui.page(request, "artifact_view.html", run=run, path=path, active="runs")
+
+
+# ------------------------------------------------------------- compare
+def compare_runs(ws, request: Request) -> tuple[list[RunInfo], str | None]:
+    """The runs to compare: ``ids`` (comma-separated or repeated ``id``), or
+    the first ``n`` (≤ 500) runs of a filter/experiment/sort."""
+    from shipyard.errors import FilterSyntaxError, NotFoundError, TrackingError
+
+    q = request.query_params
+    raw = [p for v in q.getlist("id") + q.getlist("ids") for p in v.split(",")]
+    ids = list(dict.fromkeys(x.strip().lower() for x in raw if x.strip()))[:MAX_COMPARE]
+    if ids:
+        bad = [x for x in ids if not _HEX_ID.fullmatch(x)]
+        if bad:
+            raise NotFoundError(f"{bad[0][:40]!r} is not a run id")
+        full = [x for x in ids if len(x) == 32]
+        found = {r.id: r for r in ws.runs.search(
+            "id in (" + ", ".join(literal(x) for x in full) + ")", limit=None)} if full else {}
+        runs = []
+        for x in ids:
+            runs.append(found[x] if x in found else ws.runs.get(x))
+        return runs, None
+    query = RunQuery.from_request(request)
+    n = _int(q.get("n"), 100, 1, MAX_COMPARE)
+    try:
+        runs = ws.runs.search(query.filter or None, experiment=query.experiment or None,
+                              order_by=[query.sort.order_by], limit=n)
+    except (FilterSyntaxError, TrackingError) as exc:
+        return [], str(exc)
+    return runs, None
+
+
+def _differs(values: list[Any]) -> bool:
+    first = values[0]
+    return any(v != first for v in values[1:])
+
+
+@router.get("/compare")
+def compare_page(request: Request) -> Response:
+    ui = _ui(request)
+    runs, error = compare_runs(ui.ws, request)
+    sections = {}
+    same = {}
+    for kind in ("params", "metrics", "tags"):
+        keys = sorted({k for r in runs for k in getattr(r, kind)})
+        differing, identical = [], []
+        for k in keys:
+            values = [getattr(r, kind).get(k) for r in runs]
+            (differing if len(runs) < 2 or _differs(values) else identical).append(k)
+        sections[kind] = differing[:60]
+        same[kind] = [(k, getattr(runs[0], kind).get(k)) for k in identical[:100]]
+    metric_keys = sorted({k for r in runs for k in r.metrics})
+    chosen = request.query_params.get("key") or (metric_keys[0] if metric_keys else "")
+    from urllib.parse import urlencode
+
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k != "key"]
+    return ui.page(request, "compare.html", runs=runs, error=error, sections=sections,
+                   same=same, metric_keys=metric_keys, chosen=chosen[:250],
+                   kept=kept, base_query=urlencode(kept), active="runs")
+
+
+@router.get("/compare/curves")
+def compare_curves(request: Request, key: str = "") -> Response:
+    """One metric of every compared run on a shared x axis (uPlot's aligned
+    data): each run LTTB-downsampled, then placed on a grid of ≤ 2,000 steps."""
+    import numpy as np
+
+    ui = _ui(request)
+    runs, error = compare_runs(ui.ws, request)
+    if error:
+        return _json({"error": error})
+    key = key[:250]
+    budget = max(100, min(MAX_POINTS, 400_000 // max(len(runs), 1)))
+    curves = []
+    for run in runs:
+        if key not in run.metrics:
+            continue
+        history = ui.ws.runs.metric_history(run.id, key)
+        xs, ys = lttb(history["step"].to_numpy(dtype="float64"),
+                      history["value"].to_numpy(dtype="float64"), budget)
+        curves.append((run, xs, ys))
+    if not curves:
+        return _json({"key": key, "x": [], "series": []})
+    union = np.unique(np.concatenate([c[1] for c in curves]))
+    if len(union) > MAX_POINTS:
+        lo, hi = float(union[0]), float(union[-1])
+        grid = np.linspace(lo, hi, MAX_POINTS)
+        place = [np.rint((xs - lo) / (hi - lo) * (MAX_POINTS - 1)).astype(np.int64)
+                 for _, xs, _ in curves]
+    else:
+        grid = union
+        place = [np.searchsorted(union, xs) for _, xs, _ in curves]
+    series = []
+    for (run, _, ys), idx in zip(curves, place):
+        y = np.full(len(grid), np.nan)
+        y[idx] = ys
+        series.append({"id": run.id, "label": run.name or run.short_id, "y": y})
+    return _json({"key": key, "x": grid, "series": series})

@@ -1,0 +1,114 @@
+// Shipyard UI: draws curves with uPlot and wires a few controls.
+// No inline scripts anywhere (the Content-Security-Policy forbids them):
+// pages mark elements with data- attributes and this file does the rest.
+(function () {
+  "use strict";
+
+  var PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
+                 "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
+
+  function color(i, n) {
+    if (n <= PALETTE.length) return PALETTE[i % PALETTE.length];
+    return "hsl(" + Math.round((i * 360) / n) + ", 65%, 45%)";
+  }
+
+  function note(fig, text) {
+    var p = document.createElement("p");
+    p.className = "chart-note muted";
+    p.textContent = text;
+    fig.appendChild(p);
+  }
+
+  function width(fig) {
+    return Math.max(260, Math.floor(fig.getBoundingClientRect().width) - 8);
+  }
+
+  function draw(fig, data) {
+    if (data.error) { note(fig, data.error); fig.dataset.drawn = "error"; return; }
+    var multi = fig.dataset.multi === "1";
+    var series = [{label: "step"}];
+    var columns = [data.x];
+    if (multi) {
+      var n = data.series.length;
+      data.series.forEach(function (s, i) {
+        series.push({label: s.label, stroke: color(i, n), width: 1, spanGaps: true,
+                     points: {show: false}});
+        columns.push(s.y);
+      });
+      if (!n) { note(fig, "No run logged this metric."); fig.dataset.drawn = "empty"; return; }
+    } else {
+      series.push({label: data.key, stroke: PALETTE[0], width: 1.5,
+                   points: {show: data.shown < 60}});
+      columns.push(data.y);
+      if (!data.shown) { note(fig, "No finite values to draw."); fig.dataset.drawn = "empty"; return; }
+    }
+    var opts = {
+      width: width(fig),
+      height: multi ? 360 : 180,
+      scales: {x: {time: false}},
+      series: series,
+      legend: {show: !multi || series.length <= 21},
+      cursor: {focus: {prox: 16}},
+      focus: {alpha: 0.3}
+    };
+    var plot = new uPlot(opts, columns, fig);
+    fig._plot = plot;
+    fig.dataset.drawn = "1";
+    fig.dataset.points = String(data.x.length);
+    if (!multi && data.total > data.shown) {
+      note(fig, data.shown + " of " + data.total + " points shown (LTTB)");
+    } else if (multi) {
+      note(fig, (series.length - 1) + " runs, " + data.x.length + " steps on the shared axis");
+    }
+  }
+
+  function load(fig) {
+    if (fig.dataset.loading) return;
+    fig.dataset.loading = "1";
+    fetch(fig.dataset.src, {credentials: "same-origin", headers: {"Accept": "application/json"}})
+      .then(function (r) {
+        if (!r.ok) throw new Error("the server answered " + r.status);
+        return r.json();
+      })
+      .then(function (data) { draw(fig, data); })
+      .catch(function (err) { note(fig, "Could not draw this curve: " + err.message); fig.dataset.drawn = "error"; });
+  }
+
+  var observer = "IntersectionObserver" in window ? new IntersectionObserver(function (entries) {
+    entries.forEach(function (e) {
+      if (e.isIntersecting) { observer.unobserve(e.target); load(e.target); }
+    });
+  }, {rootMargin: "200px"}) : null;
+
+  function init(root) {
+    root.querySelectorAll("figure.chart[data-src]").forEach(function (fig) {
+      if (fig.dataset.loading) return;
+      if (observer) observer.observe(fig); else load(fig);
+    });
+  }
+
+  document.addEventListener("change", function (ev) {
+    var t = ev.target;
+    if (t.classList && t.classList.contains("select-all")) {
+      var form = t.dataset.target;
+      document.querySelectorAll('input[type="checkbox"][form="' + form + '"]').forEach(function (c) {
+        c.checked = t.checked;
+      });
+    } else if (t.classList && t.classList.contains("auto-submit") && t.form) {
+      t.form.requestSubmit ? t.form.requestSubmit() : t.form.submit();
+    }
+  });
+
+  var resizeTimer = null;
+  window.addEventListener("resize", function () {
+    clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(function () {
+      document.querySelectorAll("figure.chart").forEach(function (fig) {
+        if (fig._plot) fig._plot.setSize({width: width(fig), height: fig._plot.height});
+      });
+    }, 150);
+  });
+
+  document.addEventListener("DOMContentLoaded", function () { init(document); });
+  document.addEventListener("htmx:afterSettle", function (ev) { init(ev.target || document); });
+})();
