@@ -50,6 +50,25 @@ def test_demo_runs_end_to_end_and_is_idempotent(tmp_path):
     assert set(zip(log["version"], log["role"])) == {
         (primary, "primary"), (int(deployment.candidate.split("@")[1]), "candidate")}
     assert "7. Serve with a canary rollout" in console.export_text()
+
+    monitor = first["monitor"]  # a normal window passes, a drifted one pages once
+    assert monitor["normal"].changes == [] and monitor["normal"].firing == []
+    normal_share = monitor["normal"].report.report["dataset_drift"]["share"]
+    assert normal_share is not None and normal_share <= 0.2
+    report = monitor["drifted"].report
+    assert report.verdict == "alert" and report.version == primary and report.role == "primary"
+    drifted = {c for c, d in report.report["drift"].items() if d.get("drifted")}
+    assert {"age", "hours_per_week", "workclass"} <= drifted, drifted
+    assert report.report["quality"]["unseen_categories"]["failed"]
+    [alert] = monitor["drifted"].changes
+    assert alert.rule == "input_drift" and alert.firing
+    assert [d["status"] for d in alert.deliveries] == ["delivered"]
+    assert monitor["again"].changes == [] and [a.id for a in monitor["again"].firing] == [
+        alert.id]
+    assert [p["state"] for p in monitor["posts"]] == ["firing"]  # one incident, one page
+    assert [e.action for e in ws.audit.entries("monitor", "adult-income")] == ["monitor.alert"]
+    assert (tmp_path / "reports" / "monitor-adult-income.html").is_file()
+    assert "9. Monitor" in console.export_text()
     reproduced = first["reproduced"]   # the demo ends by reproducing its own training
     assert reproduced.ok, reproduced.differences
     assert {"model.digest", "dataset.content_hash"} <= {item.name for item in reproduced.items}
@@ -60,4 +79,10 @@ def test_demo_runs_end_to_end_and_is_idempotent(tmp_path):
     assert again["second"].already and again["champion"].ref == first["champion"].ref
     assert "best roc_auc" in console.export_text()
     assert again["canary"]["deployment"].revision == 1  # the same deployment: unchanged
+    # the next normal window resolves the alert; the drifted one opens a new incident
+    assert [(a.id, a.state) for a in again["monitor"]["normal"].changes] == [
+        (alert.id, "resolved")]
+    [second_alert] = again["monitor"]["drifted"].changes
+    assert second_alert.id != alert.id and second_alert.firing
+    assert [p["state"] for p in again["monitor"]["posts"]] == ["resolved", "firing"]
     ws.close()

@@ -386,8 +386,10 @@ def _monitor(ws: Workspace, console: Console, name: str, test, reports: Path, *,
                   f"{name} ({ref}, version {version.version}, is the canary's primary)")
 
     with _WebhookInbox() as inbox:
+        # Fires when over a fifth of the input columns drift (a column drifts when its
+        # adjusted p-value and its effect size both say so); resolves on a good window.
         policy = {"alerts": [{"name": "input_drift", "check": "dataset_drift",
-                              "for_windows": 1, "resolve_after": 1,
+                              "threshold": 0.2, "for_windows": 1, "resolve_after": 1,
                               "webhooks": [inbox.url]}]}
         checks = [ws.monitor.check(name, version=version.version, role="primary", start=start,
                                    end=end, policy=policy) for start, end in windows]

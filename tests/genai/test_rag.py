@@ -90,6 +90,22 @@ def test_rechunking_reuses_cached_vectors(ws, rag, corpus):
     assert run_metrics(ws, other)["embedded"] == 1
 
 
+def test_lineage_survives_garbage_collection(ws, rag, corpus):
+    version = rag.ingest("docs", corpus, chunk_tokens=48, overlap=8)
+    report = ws.gc(grace_seconds=0)
+    assert report.deleted == []
+    run = ws.runs.get(version.run_id)
+    assert run.params["parent"] == "none" and run.tags["rag.version"] == "1"
+    paths = {a.path for a in ws.runs.artifacts(run)}
+    assert {"manifest.json", "chunks.parquet"} <= paths
+    assert sum(p.startswith("documents/") for p in paths) == 4
+    for record in version.documents:  # documents → chunks: every offset indexes the text
+        text = ws.artifacts.get_bytes(record.blob).decode()
+        chunks = [c for c in rag.chunks("docs") if c.doc_id == record.doc_id]
+        assert len(chunks) == record.chunks
+        assert all(text[c.start:c.end] == c.text for c in chunks)
+
+
 def test_refs_and_unknown_names(rag, corpus):
     rag.ingest("docs", corpus)
     assert rag.get("docs@latest").ref == rag.get("docs@1").ref == "docs@1"
@@ -107,12 +123,15 @@ def test_bad_documents_are_recorded_refusals(rag, corpus):
     (corpus / "locked.pdf").write_bytes(encrypt_pdf(make_pdf(["secret"])))
     (corpus / "binary.txt").write_bytes(bytes(range(256)) * 4)
     (corpus / "copy.md").write_bytes((corpus / "guide.md").read_bytes())
+    with open(corpus / "huge.txt", "wb") as fh:
+        fh.truncate(50 * 1024 * 1024)
     version = rag.ingest("docs", [corpus, corpus / "guide.md", corpus / "absent.md"])
     reasons = {r.source.rsplit("/", 1)[-1]: r.reason for r in version.refused}
     assert "encrypted PDF" in reasons["locked.pdf"]
     assert "looks binary" in reasons["binary.txt"]
     assert "same content as" in reasons["guide.md"] or "same content as" in reasons["copy.md"]
     assert "does not exist" in reasons["absent.md"]
+    assert "over the 25 MiB limit" in reasons["huge.txt"]
     assert len(version.documents) == 4
 
 
@@ -169,9 +188,11 @@ def test_a_failed_ingestion_leaves_no_half_written_index(ws, rag, embedder, corp
 
 
 def test_an_embeddings_endpoint_that_changes_dimension_is_refused(ws, fake_openai, corpus):
-    rag = Rag(ws, embedder=OpenAIEmbedder("fake", base_url=fake_openai.url))
+    rag = Rag(ws, embedder={"kind": "openai", "model": "fake", "base_url": fake_openai.url,
+                            "api_key": "sk-never-stored"})
     first = rag.ingest("api", corpus, chunk_tokens=48, overlap=8)
     assert first.dimension == 32 and first.embedder["kind"] == "openai"
+    assert "sk-never-stored" not in str(first.to_manifest())
     tables = rag.open_store(first.store).tables()
     fake_openai.dim = 64
     (corpus / "notes.txt").write_text("Changed notes about something else entirely.")

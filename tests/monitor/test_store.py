@@ -46,6 +46,7 @@ def test_a_recorded_report_is_stored_whole_and_queryable(models):
     assert stored.report["drift"]["age"]["drifted"] is True
     again = models.monitor.report(stored.id)
     assert again == stored and again.report == stored.report
+    assert again.to_report().drift["age"]["drifted"] is True  # a MonitorReport again
     assert models.monitor.latest("income") == stored
     assert models.monitor.latest("fraud") is None
 

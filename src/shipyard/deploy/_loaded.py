@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from shipyard.deploy._schema import Schema
+from shipyard.deploy._schema import Columns, Schema
 from shipyard.errors import ServeError
 
 if TYPE_CHECKING:
@@ -47,6 +47,7 @@ class LoadedModel:
     onnx: Any = field(default=None, repr=False)
     _background: Any = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _request_schema: Schema | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
@@ -83,8 +84,27 @@ class LoadedModel:
     def runtime(self) -> str:
         return "onnx" if self.onnx is not None else "python"
 
-    def predict(self, frame: pd.DataFrame) -> Prediction:
-        """Predict ``frame`` (already validated against the signature)."""
+    @property
+    def request_schema(self) -> Schema:
+        """:attr:`schema`, validating into :class:`~shipyard.deploy.Columns`:
+        what a request is checked against. The ONNX graph (and a thresholded
+        model's decision) read the columns as they are; the Python model gets
+        their DataFrame (:meth:`model_input`)."""
+        if self._request_schema is None:
+            self._request_schema = self.schema.with_columns()
+        return self._request_schema
+
+    def model_input(self, rows: Columns | pd.DataFrame) -> Columns | pd.DataFrame:
+        """What :meth:`predict` runs on fastest for validated ``rows``: the
+        columns themselves on ONNX, else their DataFrame (which merges with
+        other requests' for one call of the Python model)."""
+        if self.onnx is None and isinstance(rows, Columns):
+            return rows.to_frame()
+        return rows
+
+    def predict(self, frame: pd.DataFrame | Columns) -> Prediction:
+        """Predict ``frame`` (already validated against the signature: a
+        DataFrame, or :class:`~shipyard.deploy.Columns`)."""
         if self.onnx is not None:
             labels, proba = self.onnx.predict(frame)
             decide = getattr(self.model, "decide", None)
@@ -93,6 +113,8 @@ class LoadedModel:
             if not self.has_probabilities:
                 proba = None
             return Prediction(labels, proba, self.classes if proba is not None else None)
+        if isinstance(frame, Columns):
+            frame = frame.to_frame()
         if not self.has_probabilities:
             return Prediction(np.asarray(self.model.predict(frame)), None, None)
         labels, proba = _labels_and_probabilities(self.model, frame)

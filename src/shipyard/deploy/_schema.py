@@ -1,6 +1,8 @@
 """Request validation against a model signature: one DataFrame in the
-signature's column order, or a :class:`ServeError` naming the field and the
-problem. Every protocol funnels into :func:`frame_from_columns`.
+signature's column order (or, for a schema with ``as_columns``, the same
+validated values as :class:`Columns`, without the DataFrame), or a
+:class:`ServeError` naming the field and the problem. Every protocol funnels
+into :func:`frame_from_columns`.
 
 Policy: every signature column must be present and no other; numbers must be
 JSON numbers (a string of digits is refused, as silently coercing it would hide
@@ -14,7 +16,7 @@ Row numbers in messages are zero-based, like the JSON arrays they index.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -67,6 +69,10 @@ class Schema:
     #: Columns other versions of the model take: accepted and dropped, so
     #: clients written for any version keep working when an alias moves.
     tolerated: frozenset[str] = frozenset()
+    #: Validate into :class:`Columns` instead of a DataFrame (for a model that
+    #: reads column arrays, such as an ONNX graph: building the DataFrame
+    #: would cost more than predicting a row).
+    as_columns: bool = False
 
     @property
     def names(self) -> list[str]:
@@ -84,6 +90,73 @@ class Schema:
                                   nullable=bool(entry.get("nullable", True)),
                                   categories=tuple(cats) if cats is not None else None))
         return cls(tuple(columns), max_rows)
+
+    def with_columns(self) -> Schema:
+        """This schema, validating into :class:`Columns`."""
+        return replace(self, as_columns=True)
+
+
+class Columns:
+    """Validated rows as one array per signature column, in its order: what
+    :func:`frame_from_columns` returns for a schema with ``as_columns``.
+
+    Read like a DataFrame: ``len(columns)`` rows, ``columns[name]`` (a float64
+    array for a numeric column, a list for a categorical or text one, a
+    datetime Series), ``columns.columns``; :meth:`to_frame` gives the very
+    DataFrame :func:`frame_from_columns` returns otherwise.
+
+    >>> schema = Schema.from_signature({"inputs": [{"name": "x", "dtype": "float64"}]})
+    >>> rows = frame_from_columns(schema.with_columns(), {"x": [1, None]})
+    >>> len(rows), rows["x"].tolist(), rows.to_frame()["x"].isna().tolist()
+    (2, [1.0, nan], [False, True])
+    """
+
+    __slots__ = ("columns", "data", "_rows", "_frame")
+
+    def __init__(self, data: dict[str, Any], rows: int):
+        self.data = data
+        self.columns = list(data)
+        self._rows = rows
+        self._frame = None
+
+    def __repr__(self) -> str:
+        return f"Columns({self._rows} rows: {', '.join(self.columns)})"
+
+    def __len__(self) -> int:
+        return self._rows
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.data
+
+    def __getitem__(self, key: str | list[str]) -> Any:
+        if isinstance(key, list):  # a projection, as ``frame[[...]]``
+            return Columns({name: self.data[name] for name in key}, self._rows)
+        return self.data[key]
+
+    def to_frame(self):
+        """The DataFrame of these rows (built once)."""
+        if self._frame is None:
+            import pandas as pd
+
+            self._frame = pd.DataFrame(self.data, columns=self.columns)
+        return self._frame
+
+    @classmethod
+    def concat(cls, parts: list[Columns]) -> Columns:
+        """The rows of ``parts`` (same columns) one after the other."""
+        import pandas as pd
+
+        data = {}
+        for name in parts[0].columns:
+            values = [p.data[name] for p in parts]
+            first = values[0]
+            if isinstance(first, np.ndarray):
+                data[name] = np.concatenate(values)
+            elif isinstance(first, list):
+                data[name] = [v for part in values for v in part]
+            else:
+                data[name] = pd.concat(values, ignore_index=True)
+        return cls(data, sum(len(p) for p in parts))
 
 
 def _kind_of(dtype: str) -> str:
@@ -152,7 +225,8 @@ def frame_from_rows(schema: Schema, rows: Any):
 
 def frame_from_columns(schema: Schema, columns: Any):
     """Validate ``{column: [values...]}`` (lists or 1-D numpy arrays) into a
-    DataFrame with the signature's columns, in its order.
+    DataFrame with the signature's columns, in its order (:class:`Columns`
+    for a schema with ``as_columns``).
 
     Raises
     ------
@@ -175,8 +249,11 @@ def frame_from_columns(schema: Schema, columns: Any):
     if len(lengths) > 1:
         raise invalid("columns have different lengths: "
                       + ", ".join(f"{c.name}={len(columns[c.name])}" for c in schema.columns))
-    _check_count(schema, lengths.pop() if lengths else 0)
+    rows = lengths.pop() if lengths else 0
+    _check_count(schema, rows)
     data = {col.name: _column(col, columns[col.name]) for col in schema.columns}
+    if schema.as_columns:
+        return Columns(data, rows)
     return pd.DataFrame(data, columns=schema.names)
 
 

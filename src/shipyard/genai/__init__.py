@@ -41,7 +41,8 @@ from shipyard.genai._corpora import bbc_news, bbc_news_files
 from shipyard.genai._documents import (KINDS, MAX_DOCUMENT_BYTES, iter_document_files,
                                        parse_document, read_document)
 from shipyard.genai._embeddings import (Embedder, EmbeddingCache, LocalEmbedder,
-                                        OpenAIEmbedder, embed_texts, embedder_from_spec)
+                                        OpenAIEmbedder, as_embedder, embed_texts,
+                                        embedder_from_spec)
 from shipyard.genai._evaluation import (AnswerScores, EvaluationReport, Question,
                                         evaluate_retrieval, known_item_questions,
                                         retrieval_scores, score_answer, split_questions,
@@ -63,7 +64,7 @@ __all__ = [
     "DocumentRecord", "Embedder", "EmbeddingCache", "EmbeddingReranker", "EvaluationReport",
     "ExtractiveGenerator", "Generator", "Hit", "LexicalReranker", "LocalEmbedder",
     "OpenAIChatGenerator", "OpenAIEmbedder", "Question", "Rag", "Refusal", "Reranker",
-    "Retriever", "Section", "TokenChunker", "VectorStore", "analyse", "answer_sentences",
+    "Retriever", "Section", "TokenChunker", "VectorStore", "analyse", "answer_sentences", "as_embedder",
     "bbc_news", "bbc_news_files", "build_messages", "embed_texts", "embedder_from_spec",
     "evaluate_retrieval", "iter_document_files", "known_item_questions", "minilm_path",
     "mmr_select", "open_vector_store", "parse_collection_ref", "parse_document",

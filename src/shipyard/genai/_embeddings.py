@@ -400,17 +400,41 @@ class OpenAIEmbedder(Embedder):
 
 def embedder_from_spec(spec: dict[str, Any], *, cache_dir: str | os.PathLike | None = None
                        ) -> Embedder:
-    """Make the embedder a collection version was built with (see
-    :meth:`Embedder.spec`); the API key comes from the environment."""
+    """An embedder from its configuration: what :meth:`Embedder.spec` records
+    with a collection, or a hand-written mapping such as ``{"kind": "openai",
+    "model": "text-embedding-3-small", "base_url": "http://host/v1"}`` (which
+    may also hold ``api_key``; it is never recorded).
+
+    >>> embedder_from_spec({"kind": "openai", "model": "m", "base_url": "http://h/v1"}).name
+    'openai:http://h/v1:m'
+    """
+    if not isinstance(spec, dict):
+        raise ConfigError(f"an embedder spec is a mapping, got {type(spec).__name__}")
     kind = spec.get("kind")
     if kind == "local":
-        return LocalEmbedder(spec.get("model_path"), cache_dir=cache_dir)
+        return LocalEmbedder(spec.get("model_path"), cache_dir=cache_dir,
+                             backend=spec.get("backend", "onnx"))
     if kind == "openai":
+        if not spec.get("model"):
+            raise ConfigError("an openai embedder spec needs a 'model'")
         return OpenAIEmbedder(spec["model"], base_url=spec.get("base_url"),
+                              api_key=spec.get("api_key"),
                               api_key_env=spec.get("api_key_env") or "OPENAI_API_KEY",
                               dimension=spec.get("dimension"))
-    raise ConfigError(f"this collection was built with a custom embedder {spec.get('name')!r}",
-                      hint="pass the same embedder again (Rag(ws, embedder=...))")
+    if spec.get("name"):
+        raise ConfigError(f"this collection was built with a custom embedder {spec['name']!r}",
+                          hint="pass the same embedder again (Rag(ws, embedder=...))")
+    raise ConfigError(f"unknown embedder kind {kind!r}", hint="use 'local' or 'openai'")
+
+
+def as_embedder(value: Embedder | dict[str, Any]) -> Embedder:
+    """``value`` if it is an :class:`Embedder`, else the embedder its spec names."""
+    if isinstance(value, Embedder):
+        return value
+    if isinstance(value, dict):
+        return embedder_from_spec(value)
+    raise ConfigError(f"an embedder is a shipyard.genai.Embedder or a spec mapping, got "
+                      f"{type(value).__name__}")
 
 
 # --------------------------------------------------------------------- cache

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import logging
 import os
 import re
 import threading
@@ -20,15 +21,15 @@ from typing import TYPE_CHECKING, Any
 from shipyard.errors import (ConfigError, DocumentError, EmptyCorpusError, GenAIError,
                              VectorStoreError)
 from shipyard.genai._bm25 import BM25Index
-from shipyard.genai._chunking import TokenChunker
+from shipyard.genai._chunking import TokenChunker, doc_key
 from shipyard.genai._collections import (EXPERIMENT, TAG_COLLECTION, TAG_DROPPED, TAG_KIND,
                                          TAG_MANIFEST, TAG_VERSION, CollectionRecords,
                                          CollectionVersion, DocumentRecord, Refusal,
                                          check_collection_name, chunks_from_parquet,
                                          chunks_to_parquet)
 from shipyard.genai._documents import MAX_DOCUMENT_BYTES, iter_document_files, read_document
-from shipyard.genai._embeddings import (Embedder, EmbeddingCache, LocalEmbedder, embed_texts,
-                                        embedder_from_spec)
+from shipyard.genai._embeddings import (Embedder, EmbeddingCache, LocalEmbedder, as_embedder,
+                                        embed_texts, embedder_from_spec)
 from shipyard.genai._evaluation import (EvaluationReport, Question, aggregate_answer_scores,
                                         evaluate_retrieval, score_answer)
 from shipyard.genai._generation import ExtractiveGenerator, Generator, check_generator
@@ -39,6 +40,8 @@ from shipyard.genai._vectorstore import VectorStore, open_vector_store
 
 if TYPE_CHECKING:
     from shipyard import Workspace
+
+log = logging.getLogger(__name__)
 
 DEFAULT_STORE = "default"
 _RETRIEVERS_KEPT = 4
@@ -65,8 +68,10 @@ class Rag:
     workspace
         The workspace that records the collections.
     embedder
-        Embedder for new collections and for querying (default: the
-        collection's own, which for new ones is the offline MiniLM).
+        Embedder (or its spec, e.g. ``{"kind": "openai", "model": ...,
+        "base_url": ..., "api_key": ...}``) for new collections and for
+        querying collections it made (default: the collection's own, which
+        for new ones is the offline MiniLM).
     store
         Vector store URI for new collections (default LanceDB under
         ``<home>/rag/lancedb``); also supplies the password of a PostgreSQL
@@ -84,10 +89,10 @@ class Rag:
         # 'The Eiffel Tower is 330 metres tall. [1]'
     """
 
-    def __init__(self, workspace: Workspace, *, embedder: Embedder | None = None,
+    def __init__(self, workspace: Workspace, *, embedder: Embedder | dict | None = None,
                  store: str | None = None):
         self._ws = workspace
-        self.embedder = embedder
+        self.embedder = as_embedder(embedder) if embedder is not None else None
         self.store = store
         self.records = CollectionRecords(workspace)
         self._stores: dict[str, VectorStore] = {}
@@ -198,7 +203,8 @@ class Rag:
     # -------------------------------------------------------------- ingest
     def ingest(self, name: str, sources: str | os.PathLike | Document |
                Iterable[str | os.PathLike | Document], *, chunk_tokens: int = 200,
-               overlap: int = 40, embedder: Embedder | None = None, store: str | None = None,
+               overlap: int = 40, embedder: Embedder | dict | None = None,
+               store: str | None = None,
                remove_missing: bool = True, on_error: str = "record",
                max_document_bytes: int = MAX_DOCUMENT_BYTES, keep_sources: bool = True,
                reembed: bool = False, keep_versions: int = 3) -> CollectionVersion:
@@ -268,9 +274,8 @@ class Rag:
         if isinstance(keep_versions, bool) or not isinstance(keep_versions, int) \
                 or keep_versions < 1:
             raise GenAIError(f"keep_versions must be a positive integer, got {keep_versions!r}")
-        if embedder is not None and not isinstance(embedder, Embedder):
-            raise GenAIError(f"embedder must be a shipyard.genai.Embedder, got "
-                             f"{type(embedder).__name__}")
+        if embedder is not None:
+            embedder = as_embedder(embedder)
         chunker = TokenChunker(chunk_tokens=chunk_tokens, overlap=overlap)
         chunker._check()
         items = _as_items(sources)
@@ -462,6 +467,7 @@ class _Ingestion:
         self.remove_missing, self.on_error, self.max_bytes = remove_missing, on_error, max_bytes
         self.keep_sources, self.reembed, self.keep_versions = keep_sources, reembed, keep_versions
         self.refused: list[Refusal] = []
+        self.texts: dict[str, bytes] = {}  # doc key → extracted text, logged with the run
 
     # ---------------------------------------------------------- documents
     def _refuse(self, source: str, exc: Exception) -> None:
@@ -537,7 +543,11 @@ class _Ingestion:
                 return replace(previous, new=False)
             version = self._build(run, plan, previous, embedder, store_uri, store, highest + 1,
                                   started)
-        self._prune(version)
+        try:
+            self._prune(version)
+        except Exception as exc:  # noqa: BLE001 - the new version stands; pruning waits
+            log.warning("shipyard: could not prune old index tables of %s: %s",
+                        self.name, exc)
         return version
 
     def _embedder(self, previous: CollectionVersion | None) -> Embedder:
@@ -593,9 +603,12 @@ class _Ingestion:
                 mine = self.chunker.split(doc)
                 new_chunks.extend(mine)
                 (changed if old is not None else added).append(doc.doc_id)
-            blob = self.ws.artifacts.put_bytes(doc.text.encode("utf-8")) \
-                if self.keep_sources and (old is None or old.content_hash != doc.content_hash
-                                          or old.blob is None) else (old.blob if old else None)
+            blob = old.blob if old is not None and old.content_hash == doc.content_hash \
+                else None
+            if self.keep_sources and blob is None:
+                data = doc.text.encode("utf-8")
+                blob = hashlib.sha256(data).hexdigest()
+                self.texts[doc_key(doc.doc_id)] = data
             records.append(DocumentRecord(
                 doc_id=doc.doc_id, source=doc.source, title=doc.title, kind=doc.kind,
                 content_hash=doc.content_hash, size_bytes=doc.size_bytes, chunks=len(mine),
@@ -644,6 +657,10 @@ class _Ingestion:
                     f"the new index of {self.name!r} holds {store.count(table)} rows, not "
                     f"{len(plan['chunks'])}; nothing was published")
             store.optimize(table)
+            # Each new text is an artifact of the run that brought it: the
+            # workspace's gc keeps it as long as that run exists.
+            for key, data in self.texts.items():
+                run.log_bytes(f"documents/{key}.txt", data)
             chunks_bytes = chunks_to_parquet(plan["chunks"])
             chunks_digest = run.log_bytes("chunks.parquet", chunks_bytes)
             BM25Index().fit([c.indexed_text for c in plan["chunks"]]).save(

@@ -235,7 +235,7 @@ def evaluate_rule(rule: AlertRule, report: Mapping[str, Any], *,
                                f"{what}: no verdict in this window")
         shown = f" {value:.4g}" if value is not None else ""
         return RuleOutcome(rule.name, rule.check, value, None, direction, flag,
-                           f"{what}{shown}: {'bad' if flag else 'ok'} by the report's verdict")
+                           f"{what}{shown}, {'flagged' if flag else 'passed'} by the report")
 
     if head == "dataset_drift":
         entry = report.get("dataset_drift")

@@ -432,19 +432,23 @@ class OnnxPredictor:
         return f"OnnxPredictor(columns={len(self.columns)}, outputs={self.outputs})"
 
     def feed(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+        """The graph's inputs from ``frame``: a DataFrame, or validated column
+        arrays that index like one (``frame[name]``), such as the server's
+        :class:`~shipyard.deploy.Columns`, read without building a DataFrame."""
         feed = {}
         for name, numeric in self.columns:
             col = frame[name]
             if numeric:
-                values = col.to_numpy(dtype=np.float32, na_value=np.nan)
+                values = (col.to_numpy(dtype=np.float32, na_value=np.nan)
+                          if hasattr(col, "to_numpy") else np.asarray(col, dtype=np.float32))
             else:
-                values = np.array(["" if _missing(v) else str(v) for v in col.tolist()],
+                values = np.array(["" if _missing(v) else str(v) for v in _as_listed(col)],
                                   dtype=object)
             feed[name] = values.reshape(-1, 1)
         return feed
 
     def predict(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
-        """``(labels or values, probabilities or None)`` for ``frame``."""
+        """``(labels or values, probabilities or None)`` for ``frame`` (as in :meth:`feed`)."""
         out = self.session.run(None, self.feed(frame))
         if self.is_regression:
             return np.asarray(out[0], dtype=np.float64).ravel(), None
@@ -455,6 +459,20 @@ class OnnxPredictor:
             lookup = {str(c): c for c in self.classes}
             labels = np.array([lookup.get(str(v), v) for v in labels], dtype=object)
         return labels, np.asarray(out[1], dtype=np.float64)
+
+
+def _as_listed(values: Any) -> list:
+    """A column's values as a DataFrame's column would list them: a list of
+    validated values holding numbers (a category column with numeric
+    categories) takes the dtype pandas would give it (``[1, None]`` lists
+    ``1.0``), so both inputs feed the graph the same strings."""
+    if not isinstance(values, list):
+        return values.tolist()
+    if any(type(v) in (int, float) for v in values):
+        import pandas as pd
+
+        return pd.Series(values).tolist()
+    return values
 
 
 def _missing(value: Any) -> bool:

@@ -581,7 +581,7 @@ class LightGBMModel:
     def _predict_proba(self, X: Any) -> Any:
         import numpy as np
 
-        raw = np.asarray(self.booster_.predict(X))
+        raw = np.asarray(self._booster_predict(X))
         if raw.ndim == 1:
             raw = np.column_stack([1.0 - raw, raw])
         return raw
@@ -591,7 +591,18 @@ class LightGBMModel:
 
         if self.kind_ == "classifier":
             return self.classes_[np.argmax(self._predict_proba(X), axis=1)]
-        return np.asarray(self.booster_.predict(X))
+        return np.asarray(self._booster_predict(X))
+
+    #: Up to this many rows LightGBM predicts on one thread: waking its OpenMP
+    #: pool after an idle moment costs ~10 ms, which one thread needs for about
+    #: a thousand rows (where more threads start to pay off on two cores).
+    ONE_THREAD_ROWS = 1000
+
+    def _booster_predict(self, X: Any) -> Any:
+        rows = X.shape[0] if hasattr(X, "shape") else len(X)
+        if rows <= self.ONE_THREAD_ROWS:
+            return self.booster_.predict(X, num_threads=1)
+        return self.booster_.predict(X)
 
 
 # ---------------------------------------------------------- the allow-list
