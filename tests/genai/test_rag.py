@@ -279,3 +279,14 @@ def test_the_documented_example(rag):
     assert rag.ingest("cities", docs).ref == "cities@1"
     answer = rag.answer("cities", "How tall is the Eiffel Tower?")
     assert answer.text == "The Eiffel Tower is 330 metres tall. [1]"
+
+
+def test_a_version_published_elsewhere_is_seen_after_refresh_seconds(ws, embedder):
+    reader = Rag(ws, embedder=embedder, refresh_seconds=3600)
+    writer = Rag(ws, embedder=embedder)
+    writer.ingest("c", [Document.from_text("Apples are red.", source="a")])
+    assert reader.retriever("c").table == writer.get("c@1").table
+    writer.ingest("c", [Document.from_text("Pears are green.", source="p")])
+    assert reader.retriever("c").table == writer.get("c@1").table  # remembered
+    reader.refresh_seconds = 0
+    assert reader.retriever("c").table == writer.get("c@2").table

@@ -72,7 +72,7 @@ class WebhookReceiver:
         receiver = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 -- http.server's name
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
                 with receiver._lock:
@@ -130,8 +130,8 @@ def send_traffic(ws: Workspace, ref: str, frame, *, batch: int = 50,
     ``batch`` rows a request, and each request's labels as feedback; return
     the request ids. The server's prediction log is flushed when it stops."""
     import httpx
-
     from serve.conftest import LiveServer
+
     from shipyard.serve import create_app
 
     name = ref.split("@")[0]
@@ -170,6 +170,7 @@ def watched(tmp_path_factory):
     """A workspace whose model ``toy`` (version 1, reference built at
     registration) served 300 drifted rows, labelled, in the last minutes."""
     from serve.conftest import project, toy_frame
+
     from shipyard.project import parse_project
     from shipyard.train import train
 

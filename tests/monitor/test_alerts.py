@@ -10,9 +10,6 @@ import time
 
 import pytest
 
-from shipyard.errors import ConfigError, MonitorError
-from shipyard.monitor import AlertRule, Monitor, evaluate_rule, transition
-
 from monitor.alerting import (  # noqa: F401  (fixtures, registered by import)
     WebhookReceiver,
     drift_rule,
@@ -21,12 +18,14 @@ from monitor.alerting import (  # noqa: F401  (fixtures, registered by import)
     report_dict,
     ws,
 )
+from shipyard.errors import ConfigError, MonitorError
+from shipyard.monitor import AlertRule, Monitor, evaluate_rule, transition
 
 DRIFTED = ("age", "hours_per_week")
 
 
-def fast(ws, **kwargs):
-    return Monitor(ws, webhook_backoff=0.01, webhook_timeout=2.0, **kwargs)
+def fast(workspace, **kwargs):
+    return Monitor(workspace, webhook_backoff=0.01, webhook_timeout=2.0, **kwargs)
 
 
 def policy(*rules):

@@ -15,10 +15,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from monitor.alerting import WebhookReceiver, watched  # noqa: F401
 from shipyard.cli import app
 from shipyard.errors import NotFoundError, ShipyardError
-
-from monitor.alerting import WebhookReceiver, watched  # noqa: F401
 
 SHIPYARD = str(Path(sys.executable).parent / "shipyard")
 runner = CliRunner()
@@ -91,7 +90,7 @@ def test_a_check_prints_the_drift_table_and_fires_alerts(watched, policy_file, t
 def test_json_is_the_only_thing_on_stdout_in_a_real_process(watched, policy_file):  # noqa: F811
     env = {**os.environ, "SHIPYARD_HOME": str(watched.settings.home)}
     out = subprocess.run([SHIPYARD, "monitor", "toy", "--since", "1h", "--json"],
-                         capture_output=True, text=True, env=env, timeout=300)
+                         capture_output=True, text=True, env=env, timeout=300, check=False)
     assert out.returncode == 0, out.stderr
     data = strict_json(out.stdout)
     assert data["report"]["model"] == "toy" and data["report"]["rows"] == 300
@@ -149,7 +148,7 @@ def test_hostile_arguments_are_clear_errors(watched, args, message):  # noqa: F8
 def test_an_error_in_a_real_process_is_one_line_on_stderr(watched):  # noqa: F811
     env = {**os.environ, "SHIPYARD_HOME": str(watched.settings.home)}
     out = subprocess.run([SHIPYARD, "monitor", "ghost", "--json"], capture_output=True,
-                         text=True, env=env, timeout=300)
+                         text=True, env=env, timeout=300, check=False)
     assert out.returncode == 1 and out.stdout == ""
     assert "no model is called 'ghost'" in out.stderr and "Traceback" not in out.stderr
 

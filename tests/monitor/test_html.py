@@ -10,11 +10,10 @@ import re
 import pandas as pd
 import pytest
 
+from monitor.alerting import drift_rule, report_dict, watched, ws  # noqa: F401
 from shipyard.data import FrameSketch
 from shipyard.errors import MonitorError
 from shipyard.monitor._html import distribution
-
-from monitor.alerting import drift_rule, report_dict, watched, ws  # noqa: F401
 
 HOSTILE = '<img src=x onerror="alert(1)">$x^2$'
 

@@ -7,11 +7,10 @@ from __future__ import annotations
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-
-from shipyard.serve._prometheus import ServerMetrics
+from serve.conftest import LiveServer, bearer, keys, served  # noqa: F401
 
 from monitor.alerting import drift_rule, report_dict, ws  # noqa: F401
-from serve.conftest import LiveServer, bearer, keys, served  # noqa: F401
+from shipyard.serve._prometheus import ServerMetrics
 
 
 def samples(text: str) -> dict[tuple, float]:
@@ -77,7 +76,7 @@ def test_a_failing_read_keeps_the_old_figures_and_never_raises(ws, caplog):  # n
     metrics.refresh_monitor(ws, ["income"])
 
     class Broken:
-        class monitor:  # noqa: N801
+        class monitor:
             @staticmethod
             def latest(model):
                 raise RuntimeError("database is on fire")
@@ -91,15 +90,15 @@ def test_a_failing_read_keeps_the_old_figures_and_never_raises(ws, caplog):  # n
 def test_a_live_server_exposes_them_on_scrape(served, keys):  # noqa: F811
     from shipyard.serve import create_app
 
-    ws = served[0]
-    ws.monitor.record(report_dict("toy", drifted=("age",), n=77))
-    app = create_app(ws, ["toy@champion"], reload_interval=0, prediction_log=False)
+    workspace = served[0]
+    workspace.monitor.record(report_dict("toy", drifted=("age",), n=77))
+    app = create_app(workspace, ["toy@champion"], reload_interval=0, prediction_log=False)
     with LiveServer(app) as server:
         scrape = httpx.get(f"{server.url}/metrics", headers=bearer(keys["metrics"]))
         assert scrape.status_code == 200
         found = samples(scrape.text)
         assert value(found, "shipyard_monitor_window_rows", model="toy") == 77
-        ws.monitor.record(report_dict("toy", n=88))
+        workspace.monitor.record(report_dict("toy", n=88))
         again = samples(httpx.get(f"{server.url}/metrics",
                                   headers=bearer(keys["metrics"])).text)
         assert value(again, "shipyard_monitor_window_rows", model="toy") == 77  # cached 10 s

@@ -8,10 +8,9 @@ import time
 
 import pytest
 
+from monitor.alerting import register_names, report_dict, ws  # noqa: F401
 from shipyard.errors import ConfigError, MonitorError, NotFoundError
 from shipyard.monitor import ReportRecord
-
-from monitor.alerting import register_names, report_dict, ws  # noqa: F401
 
 
 @pytest.fixture

@@ -29,7 +29,8 @@ def versions(served):
 
     ws, runs = served
     out = {"logreg": ws.models.register("toy-onnx", runs[0], onnx=True)}
-    for kind, estimator in (("lightgbm", "lightgbm"), ("torch", "torch_mlp")):
+    for kind, estimator in (("lightgbm", "lightgbm"), ("torch", "torch_mlp"),
+                            ("dummy", "sklearn.dummy.DummyClassifier")):
         run = train(ws, parse_project(estimator_project(f"onnx-{kind}", estimator))).study_run_id
         out[kind] = ws.models.register(f"toy-{kind}", run, onnx=True)
     return out
@@ -41,7 +42,7 @@ def unseen_rows():
     return frame
 
 
-@pytest.mark.parametrize("kind", ["logreg", "lightgbm"])
+@pytest.mark.parametrize("kind", ["logreg", "lightgbm", "torch"])
 def test_pipeline_converts_and_predicts_like_the_model(served, versions, kind):
     from shipyard.registry._onnx import DIGEST_TAG, load_onnx
 
@@ -65,8 +66,55 @@ def test_lightgbm_pipeline_one_hot_encodes_categories(versions):
 
 
 def test_unsupported_model_records_the_reason(versions):
-    tags = versions["torch"].tags
+    tags = versions["dummy"].tags
     assert tags["onnx"].startswith("unsupported: ") and "onnx.digest" not in tags
+    assert "DummyClassifier" in tags["onnx"]
+
+
+def torch_pipeline(estimator):
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    return Pipeline([
+        ("columns", ColumnTransformer([("numbers", StandardScaler(), ["x0", "x1", "x2"]),
+                                       ("colour", OneHotEncoder(handle_unknown="ignore"),
+                                        ["colour"])])),
+        ("model", estimator)])
+
+
+SIGNATURE = {"inputs": [{"name": "x0", "dtype": "float64"}, {"name": "x1", "dtype": "float64"},
+                        {"name": "x2", "dtype": "float64"}, {"name": "colour", "dtype": "object"}]}
+
+
+def test_torch_classifier_with_dropout_and_string_classes_converts():
+    from shipyard.registry._onnx import OnnxPredictor, convert_onnx
+    from shipyard.train import TorchMLPClassifier
+
+    frame = toy_frame(300, seed=3)
+    y = np.array(["low", "mid", "high"])[(frame["x0"] > 0).astype(int) + (frame["x1"] > 1)]
+    model = torch_pipeline(TorchMLPClassifier(hidden_sizes=(16, 8), dropout=0.3,
+                                              max_epochs=20)).fit(frame, y)
+    result = convert_onnx(model, SIGNATURE, frame)
+    assert result.outcome == "converted" and result.max_diff < 1e-5
+    rows = unseen_rows()
+    labels, proba = OnnxPredictor(result.onnx, SIGNATURE, classes=model.classes_).predict(rows)
+    np.testing.assert_array_equal(labels, model.predict(rows))
+    np.testing.assert_allclose(proba, model.predict_proba(rows), atol=1e-5)
+
+
+def test_torch_regressor_converts_with_its_target_scale():
+    from shipyard.registry._onnx import OnnxPredictor, convert_onnx
+    from shipyard.train import TorchMLPRegressor
+
+    frame = toy_frame(300, seed=4)
+    y = 30 * frame["x0"] - 7 * frame["x2"] + 500  # de-standardised by y * scale + mean
+    model = torch_pipeline(TorchMLPRegressor(hidden_sizes=(8,), max_epochs=20)).fit(frame, y)
+    result = convert_onnx(model, {**SIGNATURE, "output": {"task": "regression"}}, frame)
+    assert result.outcome == "converted"
+    values, proba = OnnxPredictor(result.onnx, SIGNATURE).predict(unseen_rows())
+    assert proba is None and values.dtype == np.float64
+    np.testing.assert_allclose(values, model.predict(unseen_rows()), atol=1e-4)
 
 
 def test_mismatch_is_refused():
@@ -90,13 +138,13 @@ def test_server_uses_onnx_and_falls_back_for_the_rest(served, versions):
     from shipyard.serve import create_app
 
     ws = served[0]
-    refs = ["toy-onnx@1", "toy-lightgbm@1", "toy-torch@1"]
+    refs = ["toy-onnx@1", "toy-lightgbm@1", "toy-torch@1", "toy-dummy@1"]
     app = create_app(ws, refs, auth=False, reload_interval=0, prediction_log=False)
     rows = [record(), record(colour="blue", age=None), record(colour="purple")]
     with LiveServer(app) as server, httpx.Client(base_url=server.url, timeout=30) as c:
         slots = app.state.serving.slots.slots
         assert [slots[r.split("@")[0]].current.runtime for r in refs] == \
-            ["onnx", "onnx", "python"]
+            ["onnx", "onnx", "onnx", "python"]
         for ref in refs:
             name = ref.split("@")[0]
             r = c.post(f"/v1/models/{name}:predict", json={"records": rows})

@@ -188,16 +188,36 @@ def live_url(app):
     thread.join(timeout=10)
 
 
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args):
-    """pytest-playwright launches Debian's chromium, never a downloaded one."""
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's chromium driven by Playwright, for one test module.
+
+    Module-scoped on purpose, and not pytest-playwright's session-scoped
+    fixtures: Playwright's sync API keeps an asyncio loop marked running in
+    the thread while it is open, so ``asyncio.run`` in any later test of the
+    same process (an xdist worker) would fail. Closing it with the module
+    hands the thread back clean."""
+    from playwright.sync_api import sync_playwright
+
     path = shutil.which("chromium")
     if path is None:
         pytest.fail("Debian's chromium is not installed, so the UI browser tests cannot run: "
                     "`apt-get install -y chromium` (`make test` does it through `make dev`)",
                     pytrace=False)
-    return {**browser_type_launch_args, "executable_path": path, "headless": True,
-            "args": ["--no-sandbox", "--headless", "--disable-gpu"]}
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=path, headless=True,
+            args=["--no-sandbox", "--headless", "--disable-gpu"])
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh browser context (no cookies) and page for each test."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    yield context.new_page()
+    context.close()
 
 
 #: Console messages that are the point, not a fault: a sandboxed artifact

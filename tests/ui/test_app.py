@@ -46,7 +46,8 @@ def test_login_sets_an_httponly_strict_cookie_without_the_key(anonymous, env):
     cookies = res.headers.get_list("set-cookie")
     session = next(c for c in cookies if c.startswith("shipyard_ui_session="))
     assert "HttpOnly" in session and "SameSite=Strict" in session
-    assert env["admin"] not in session and env["admin"].split("_")[2] not in session
+    random_part = env["admin"][len("shp_") + 13:]  # shp_<12 hex>_<43 chars>
+    assert env["admin"] not in session and random_part not in session
     assert anonymous.get("/models").status_code == 200
 
 
@@ -188,8 +189,9 @@ def _pages(env) -> list[str]:
             "/datasets/people/1", "/datasets/people/2", "/datasets/people/diff",
             "/datasets/people/diff?a=2&b=1", "/models", "/models/fraud", "/models/fraud/1",
             "/deployments", "/deployments/fraud", "/audit", "/audit?object_type=model",
-            "/monitoring", "/monitoring/fraud", f"/compare?ids={run},{env['runs'][1]}",
-            f"/compare/curves?ids={run},{env['runs'][1]}&key=loss", "/compare?n=20"]
+            "/monitoring", "/monitoring/fraud", "/rag", f"/compare?ids={run},{env['runs'][1]}",
+            f"/compare/curves?ids={run},{env['runs'][1]}&key=loss", "/compare?n=20",
+            f"/compare/table?ids={run},{env['runs'][1]}", "/compare/table?n=20"]
 
 
 def test_every_page_answers(admin_client, env):
@@ -203,11 +205,23 @@ def test_read_only_key_reads_every_page(reader_client, env):
         assert reader_client.get(path).status_code == 200, path
 
 
-def test_navigation_lists_monitoring_only_when_the_stage_exists(admin_client):
+def test_navigation_lists_monitoring_and_rag_only_when_their_stages_exist(admin_client,
+                                                                          monkeypatch):
     import importlib.util
 
+    from shipyard.ui._app import navigation
+
+    html = admin_client.get("/runs").text
     has = importlib.util.find_spec("shipyard.monitor._monitor") is not None
-    assert ('id="nav-monitoring"' in admin_client.get("/runs").text) == has
+    assert ('id="nav-monitoring"' in html) == has
+    assert ('id="nav-rag"' in html) == (importlib.util.find_spec("shipyard.genai") is not None)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name: None if name.startswith(("shipyard.monitor",
+                                                              "shipyard.genai"))
+                        else real(name))
+    assert [n[0] for n in navigation()] == ["runs", "datasets", "models", "deployments",
+                                            "audit"]
 
 
 @pytest.mark.parametrize("path", [
@@ -215,6 +229,7 @@ def test_navigation_lists_monitoring_only_when_the_stage_exists(admin_client):
     "/runs/0123456789abcdef0123456789abcdef/curve?key=loss",
     "/datasets/nope", "/datasets/people/99", "/datasets/people/x", "/models/nope",
     "/models/fraud/99", "/models/fraud/abc", "/deployments/nope", "/monitoring/nope",
+    "/rag/nope/1", "/rag/nope/x",
     "/no/such/page", "/compare?ids=0123456789abcdef0123456789abcdef",
 ])
 def test_unknown_ids_are_404_pages(admin_client, path):
@@ -243,6 +258,7 @@ def test_odd_query_parameters_never_crash(admin_client, env, value):
     for path in [f"/runs?filter={v}", f"/runs?sort={v}&dir={v}", f"/runs?limit={v}",
                  f"/runs?page_token={v}", f"/runs?col={v}", f"/runs?experiment={v}",
                  f"/compare?ids={v}", f"/compare?filter={v}&n={v}",
+                 f"/compare/table?filter={v}&n={v}",
                  f"/compare/curves?ids={run}&key={v}", f"/runs/{run}/curve?key={v}&points={v}",
                  f"/audit?since={v}&limit={v}&action={v}&object_type={v}",
                  f"/datasets/people/diff?a={v}&b={v}", f"/login?next={v}"]:
@@ -377,10 +393,11 @@ def test_compare_curves_share_one_axis(admin_client, env):
 
 
 def test_compare_shows_what_differs(admin_client, env):
-    html = admin_client.get(f"/compare?ids={env['runs'][0]},{env['runs'][1]}").text
+    html = admin_client.get(f"/compare/table?ids={env['runs'][0]},{env['runs'][1]}").text
     header = html.split('id="diff-table"')[1].split("</thead>")[0]
     assert "lr" in header and "model" in header and "kind" not in header
     assert 'id="identical"' in html
+    assert html.count("<polyline") >= 2  # parallel coordinates, one line per run
 
 
 def test_compare_takes_at_most_500_runs(admin_client, env):
@@ -432,3 +449,55 @@ def test_no_auth_mode_is_a_local_admin(env):
         res = client.get("/runs")
         assert res.status_code == 200 and ">local</span>" in res.text
         assert client.post("/audit/verify").status_code == 403  # CSRF still applies
+
+
+def test_the_app_mounts_under_a_prefix(env):
+    """As ``shipyard serve`` will mount it: every link, redirect and cookie
+    stays under the prefix."""
+    from fastapi import FastAPI
+    from starlette.testclient import TestClient
+
+    from shipyard.ui import create_ui_app
+
+    parent = FastAPI()
+    parent.mount("/ui", create_ui_app(env["ws"]))
+    with TestClient(parent, follow_redirects=False) as client:
+        res = client.get("/ui/models")
+        assert res.status_code == 303 and res.headers["location"].startswith("/ui/login?next=")
+        page = client.get("/ui/login")
+        assert 'action="/ui/login"' in page.text and 'href="/ui/static/ui.css?v=' in page.text
+        assert "Path=/ui" in page.headers["set-cookie"]
+        res = client.post("/ui/login", data={"key": env["admin"], "next": "/models",
+                                             "login_token": client.cookies.get(
+                                                 "shipyard_ui_login")})
+        assert res.status_code == 303 and res.headers["location"] == "/ui/models"
+        html = client.get("/ui/models").text
+        assert 'href="/ui/models/fraud"' in html and 'href="/ui/runs"' in html
+        assert client.get("/ui/static/vendor/htmx.min.js").status_code == 200
+        assert client.get("/ui/runs?limit=3").status_code == 200
+
+
+def test_rag_pages_list_collections_and_their_documents(tmp_path):
+    import importlib.util
+
+    from starlette.testclient import TestClient
+
+    from shipyard import Workspace
+    from shipyard.ui import create_ui_app
+
+    assert importlib.util.find_spec("shipyard.genai") is not None  # the stage is installed
+    from shipyard.genai import Document
+
+    ws = Workspace.open(tmp_path / "home")
+    ws.rag.ingest("cities", [Document.from_text("The Eiffel Tower is 330 metres tall.",
+                                                source="paris"),
+                             Document.from_text(f"Big Ben. {XSS_SCRIPT}", source=XSS_IMG)])
+    _, secret = ws.keys.create("r", scopes=["predict"])
+    with TestClient(create_ui_app(ws), follow_redirects=False) as client:
+        login(client, secret)
+        listing = client.get("/rag")
+        assert listing.status_code == 200 and 'href="/rag/cities/1"' in listing.text
+        page = client.get("/rag/cities/1")
+        assert page.status_code == 200 and 'id="documents-table"' in page.text
+        assert "<img src=x" not in page.text and "&lt;img src=x" in page.text
+    ws.close()

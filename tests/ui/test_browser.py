@@ -30,7 +30,7 @@ def test_navigation_reaches_every_page(watched, live_url, env):
     browser_login(page, live_url, env["admin"])
     for nav_id, heading in [("runs", "Runs"), ("datasets", "Datasets"), ("models", "Models"),
                             ("deployments", "Deployments"), ("monitoring", "Monitoring"),
-                            ("audit", "Audit log")]:
+                            ("rag", "RAG"), ("audit", "Audit log")]:
         page.click(f"#nav-{nav_id}")
         page.wait_for_selector(f"#nav-{nav_id}.active")
         assert page.inner_text("h1").startswith(heading)
@@ -47,7 +47,8 @@ def test_navigation_reaches_every_page(watched, live_url, env):
     page.wait_for_selector("img.artifact-image")
     page.wait_for_selector("figure.chart[data-drawn='1'] >> nth=0")
     shot(page, "page-run-artifacts")
-    page.click("a:has-text('view report') >> nth=0")
+    page.click("summary:has-text('evaluation/report.html')")
+    page.click("a:has-text('view report')")
     page.wait_for_selector("iframe.report")
     shot(page, "page-report")
     for path, selector in [("/datasets/people", "#versions-table"),
@@ -117,13 +118,17 @@ def test_comparing_runs(watched, live_url, env):
     page.wait_for_url(re.compile(r".*/compare\?id=.*"))
     assert page.inner_text("h1") == "Compare 3 runs"
     page.wait_for_selector("#compare-chart[data-drawn='1'] canvas")
+    page.wait_for_selector("#diff-table")  # loaded once the chart is drawn
     assert page.locator("#diff-table tbody tr").count() == 3
     shot(page, "compare-3")
-    page.select_option("#curve-key", "auc")
-    page.wait_for_url(re.compile(r".*key=auc.*"))
+    options = page.eval_on_selector_all("#curve-key option", "els => els.map(e => e.value)")
+    other = [o for o in options if o != page.input_value("#curve-key")][0]
+    page.select_option("#curve-key", other)
+    page.wait_for_url(re.compile(rf".*key={other}.*"))
     page.wait_for_selector("#compare-chart[data-drawn]")
     page.goto(f"{live_url}/compare?n=500")
     page.wait_for_selector("#compare-chart[data-drawn='1'] canvas")
+    page.wait_for_selector("#diff-table")
     shot(page, "compare-all")
 
 
@@ -179,6 +184,8 @@ def test_stored_xss_never_runs(watched, live_url, env):
     for path in paths:
         page.goto(f"{live_url}{path}")
         page.wait_for_load_state("load")
+        if path.startswith("/compare"):
+            page.wait_for_selector("#diff-table")
     page.goto(f"{live_url}/runs?col=name&col=tags.note")
     text = page.inner_text("#runs-table")
     assert "<script>alert('xss-script')</script>" in text  # shown as text

@@ -7,13 +7,22 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
-from shipyard.cli._common import (console, err_console, fmt_when, fmt_num, json_option,
-                                  open_workspace, print_json, record, stdout_reserved)
+from shipyard.cli._common import (
+    console,
+    err_console,
+    fmt_num,
+    fmt_when,
+    json_option,
+    open_workspace,
+    print_json,
+    record,
+    stdout_reserved,
+)
 from shipyard.cli._tables import fit
 
 if TYPE_CHECKING:
@@ -40,21 +49,21 @@ app = typer.Typer(cls=_CheckByDefault, no_args_is_help=True, help=(
 @app.command("check")
 def check_command(
     model: Annotated[str, typer.Argument(help="The model name (e.g. fraud).")],
-    version: Annotated[Optional[int], typer.Option(
+    version: Annotated[int | None, typer.Option(
         "--version", min=1, help="Only requests answered by this version.")] = None,
-    role: Annotated[Optional[str], typer.Option(
+    role: Annotated[str | None, typer.Option(
         "--role", help="Only requests in this rollout role: primary, candidate or shadow.")
     ] = None,
-    since: Annotated[Optional[str], typer.Option(
+    since: Annotated[str | None, typer.Option(
         "--since", help="Window start: a duration back from now (90s, 10m, 1h, 7d) or an ISO "
                         "time; default: the policy's window.")] = None,
-    every: Annotated[Optional[str], typer.Option(
+    every: Annotated[str | None, typer.Option(
         "--every", help="Check again every this long (10m, 1h) until Ctrl-C; each check "
                         "covers --since (default: the interval).")] = None,
-    policy_file: Annotated[Optional[Path], typer.Option(
+    policy_file: Annotated[Path | None, typer.Option(
         "--policy", help="Thresholds and alert rules: the monitor: section of this "
                          "shipyard.yaml (or a file holding only that section).")] = None,
-    html: Annotated[Optional[Path], typer.Option(
+    html: Annotated[Path | None, typer.Option(
         "--html", help="Write the HTML monitor page here (rewritten after each check).")
     ] = None,
     as_json: Annotated[bool, json_option(
@@ -209,9 +218,9 @@ def _render(result: MonitorCheck, html: Path | None) -> None:
 # ---------------------------------------------------------------- alerts
 @app.command("alerts")
 def alerts_command(
-    model: Annotated[Optional[str], typer.Argument(
+    model: Annotated[str | None, typer.Argument(
         help="Only this model's alerts (default: every model's).")] = None,
-    state: Annotated[Optional[str], typer.Option(
+    state: Annotated[str | None, typer.Option(
         "--state", help="Only firing or only resolved alerts.")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="Newest this many.")] = 50,
     as_json: Annotated[bool, json_option()] = False,

@@ -11,10 +11,17 @@ by time. Each server process writes its own uniquely named files, so several
 workers never contend, and a file appears under its final name only once
 complete (written to a temporary name, then renamed).
 
-Requests only append to an in-memory queue; a background thread writes a
-batch every second (or sooner when 5000 records wait). Graceful shutdown
-drains the queue. If the writer falls 100 000 records behind, new records are
-dropped and counted rather than letting memory grow without bound.
+Requests only append to an in-memory queue (a tuple of the values as they
+are: the validated input columns, the prediction arrays); a background thread
+writes a batch every second (or sooner when 5000 records wait). Graceful
+shutdown drains the queue. If the writer falls 100 000 records behind, new
+records are dropped and counted rather than letting memory grow without bound.
+
+The writer serialises in bulk, a slice of records at a time: the inputs of
+many requests as one DataFrame written by one ``to_json`` (the same text each
+request's own would give), the columns as Arrow arrays, so each request costs
+it a few microseconds and no single step holds the GIL for more than a few
+milliseconds (the server's event loop waits for the GIL meanwhile).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from __future__ import annotations
 import collections
 import datetime as _dt
 import logging
+import math
 import os
 import threading
 import time
@@ -32,6 +40,8 @@ from urllib.parse import quote, unquote
 
 import orjson
 
+from shipyard.deploy._schema import Columns
+
 ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
 if TYPE_CHECKING:
@@ -40,6 +50,9 @@ if TYPE_CHECKING:
     from shipyard import Workspace
 
 log = logging.getLogger("shipyard.serve.predlog")
+#: Records serialised together: bounds how long one step holds the GIL.
+SLICE = 256
+_DAY_US = 86_400_000_000
 
 
 def _prediction_schema():
@@ -106,10 +119,11 @@ class PredictionLog:
                           outputs: Any = None, num_rows: int | None = None,
                           error: str | None = None, key_id: str | None = None,
                           role: str | None = None) -> None:
-        """Queue one request/response. ``inputs`` is the validated DataFrame
-        (or None); ``outputs`` a JSON-able dict. ``role`` under a rollout:
-        ``primary``, ``candidate`` or ``shadow``. Serialisation happens in the
-        writer thread, off the request path; neither is mutated afterwards."""
+        """Queue one request/response. ``inputs`` is the validated
+        :class:`~shipyard.deploy.Columns` or DataFrame (or None); ``outputs``
+        a JSON-able dict. ``role`` under a rollout: ``primary``,
+        ``candidate`` or ``shadow``. Serialisation happens in the writer
+        thread, off the request path; neither is mutated afterwards."""
         self._put(("p", time.time(), request_id, model, version, endpoint, status, latency_ms,
                    inputs, outputs, num_rows, error, key_id, role))
 
@@ -154,23 +168,36 @@ class PredictionLog:
 
     def flush(self) -> int:
         """Write every queued record now; return how many."""
+        import pyarrow as pa
+
         with self._flush_lock:
             items = []
             while self._queue:
                 items.append(self._queue.popleft())
             if not items:
                 return 0
-            groups: dict[tuple, list] = collections.defaultdict(list)
-            for item in items:
-                day = _dt.datetime.fromtimestamp(item[1], _dt.UTC).date().isoformat()
-                groups[(item[0], item[3] if item[0] == "p" else None, day)].append(item)
-            for (kind, model, day), group in groups.items():
+            days: dict[int, str] = {}
+            tables: dict[tuple, list] = collections.defaultdict(list)
+            for start in range(0, len(items), SLICE):
+                groups: dict[tuple, list] = collections.defaultdict(list)
+                for item in items[start:start + SLICE]:
+                    item = (item[0], _micros(item[1]), *item[2:])
+                    number = item[1] // _DAY_US
+                    day = days.get(number)
+                    if day is None:
+                        day = days[number] = (_dt.date(1970, 1, 1)
+                                              + _dt.timedelta(days=number)).isoformat()
+                    groups[(item[0], item[3] if item[0] == "p" else None, day)].append(item)
+                for key, group in groups.items():
+                    tables[key].append(_prediction_table(group) if key[0] == "p"
+                                       else _feedback_table(group))
+            for (kind, model, day), parts in tables.items():
+                table = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
                 if kind == "p":
                     self._write(predictions_root(self.home) / f"model={quote(model, safe='')}"
-                                / f"date={day}", _prediction_table(group))
+                                / f"date={day}", table)
                 else:
-                    self._write(feedback_root(self.home) / f"date={day}",
-                                _feedback_table(group))
+                    self._write(feedback_root(self.home) / f"date={day}", table)
             self.written += len(items)
             return len(items)
 
@@ -202,39 +229,84 @@ def _records(frame: Any) -> str | None:
     return frame.to_json(orient="records", date_format="iso", force_ascii=False)
 
 
+def _inputs_json(inputs: list) -> list[str | None]:
+    """Each request's inputs as JSON records, the text ``_records`` writes
+    for its DataFrame. Requests validated into :class:`Columns` with the same
+    columns are written by one ``to_json`` over their rows together, then
+    split back per request."""
+    out: list[str | None] = [None] * len(inputs)
+    together: dict[tuple, list[int]] = collections.defaultdict(list)
+    for i, value in enumerate(inputs):
+        if isinstance(value, Columns):
+            together[tuple(value.columns)].append(i)
+        else:
+            out[i] = _records(value)
+    for indices in together.values():
+        parts = [inputs[i] for i in indices]
+        lines = _lines(parts)
+        if lines is None:  # values a merged column would type differently: one by one
+            for i, part in zip(indices, parts, strict=True):
+                out[i] = _records(part.to_frame())
+            continue
+        start = 0
+        for i, part in zip(indices, parts, strict=True):
+            out[i] = "[" + ",".join(lines[start:start + len(part)]) + "]"
+            start += len(part)
+    return out
+
+
+def _lines(parts: list[Columns]) -> list[str] | None:
+    """One JSON object per row of ``parts``, or None when their columns do
+    not merge faithfully (see :meth:`Columns.concat`)."""
+    try:
+        merged = Columns.concat(parts)
+    except ValueError:
+        return None
+    text = merged.to_frame().to_json(orient="records", lines=True, date_format="iso",
+                                     force_ascii=False)
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines if len(lines) == len(merged) else None
+
+
+def _micros(ts: float) -> int:
+    """Epoch microseconds of ``ts`` (seconds), rounded as
+    ``datetime.fromtimestamp`` rounds (half to even)."""
+    fraction, whole = math.modf(ts)
+    return int(whole) * 1_000_000 + round(fraction * 1e6)
+
+
+def _timestamps(group: list[tuple]):
+    import pyarrow as pa
+
+    return pa.array([item[1] for item in group], type=pa.timestamp("us", tz="UTC"))
+
+
 def _prediction_table(group: list[tuple]):
     import pyarrow as pa
 
-    cols: dict[str, list] = {n: [] for n in _prediction_schema().names}
-    for (_, ts, rid, _model, version, endpoint, status, latency, inputs, outputs, n, error,
-         key_id, role) in group:
-        cols["request_id"].append(rid)
-        cols["ts"].append(_dt.datetime.fromtimestamp(ts, _dt.UTC))
-        cols["version"].append(version)
-        cols["endpoint"].append(endpoint)
-        cols["status"].append(status)
-        cols["latency_ms"].append(latency)
-        cols["num_rows"].append(n if n is not None else (len(inputs) if inputs is not None
-                                                          else None))
-        cols["inputs"].append(_records(inputs))
-        cols["outputs"].append(_dumps(outputs))
-        cols["error"].append(error)
-        cols["key_id"].append(key_id)
-        cols["role"].append(role)
-    return pa.table(cols, schema=_prediction_schema())
+    schema = _prediction_schema()
+    (_, _, rids, _, versions, endpoints, statuses, latencies, inputs, outputs, rows, errors,
+     key_ids, roles) = (list(c) for c in zip(*group, strict=True))
+    num_rows = [n if n is not None else (len(x) if x is not None else None)
+                for n, x in zip(rows, inputs, strict=True)]
+    cols = {"request_id": rids, "ts": _timestamps(group), "version": versions,
+            "endpoint": endpoints, "status": statuses, "latency_ms": latencies,
+            "num_rows": num_rows, "inputs": _inputs_json(inputs),
+            "outputs": [_dumps(o) for o in outputs], "error": errors, "key_id": key_ids,
+            "role": roles}
+    return pa.table([cols[n] for n in schema.names], schema=schema)
 
 
 def _feedback_table(group: list[tuple]):
     import pyarrow as pa
 
-    cols: dict[str, list] = {n: [] for n in _feedback_schema().names}
-    for _, ts, rid, model, label, key_id in group:
-        cols["request_id"].append(rid)
-        cols["ts"].append(_dt.datetime.fromtimestamp(ts, _dt.UTC))
-        cols["model"].append(model)
-        cols["label"].append(_dumps(label))
-        cols["key_id"].append(key_id)
-    return pa.table(cols, schema=_feedback_schema())
+    schema = _feedback_schema()
+    _, _, rids, models, labels, key_ids = (list(c) for c in zip(*group, strict=True))
+    cols = {"request_id": rids, "ts": _timestamps(group), "model": models,
+            "label": [_dumps(v) for v in labels], "key_id": key_ids}
+    return pa.table([cols[n] for n in schema.names], schema=schema)
 
 
 # --------------------------------------------------------------- readers

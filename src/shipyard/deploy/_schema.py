@@ -111,7 +111,7 @@ class Columns:
     (2, [1.0, nan], [False, True])
     """
 
-    __slots__ = ("columns", "data", "_rows", "_frame")
+    __slots__ = ("_frame", "_rows", "columns", "data")
 
     def __init__(self, data: dict[str, Any], rows: int):
         self.data = data
@@ -143,19 +143,36 @@ class Columns:
 
     @classmethod
     def concat(cls, parts: list[Columns]) -> Columns:
-        """The rows of ``parts`` (same columns) one after the other."""
+        """The rows of ``parts`` (same columns) one after the other.
+
+        Raises
+        ------
+        ValueError
+            A column's parts differ in type or dtype, or a list column holds
+            numbers: merged, pandas would type such a column otherwise than
+            each part alone (``[1]`` is int64, ``[1]`` then ``[None]`` float64).
+        """
         import pandas as pd
 
         data = {}
         for name in parts[0].columns:
             values = [p.data[name] for p in parts]
-            first = values[0]
-            if isinstance(first, np.ndarray):
-                data[name] = np.concatenate(values)
-            elif isinstance(first, list):
-                data[name] = [v for part in values for v in part]
+            kind = type(values[0])
+            if any(type(v) is not kind for v in values):
+                raise ValueError(f"column {name!r}: the parts hold different types")
+            if kind is list:
+                merged = [x for v in values for x in v]
+                types = set(map(type, merged))
+                if int in types or float in types:
+                    raise ValueError(f"column {name!r}: numbers in a list column")
             else:
-                data[name] = pd.concat(values, ignore_index=True)
+                dtype = values[0].dtype
+                if any(v.dtype != dtype for v in values) and not all(  # datetimes: any unit
+                        v.dtype.kind == "M" for v in values):
+                    raise ValueError(f"column {name!r}: the parts have different dtypes")
+                merged = (np.concatenate(values) if kind is np.ndarray
+                          else pd.concat(values, ignore_index=True))
+            data[name] = merged
         return cls(data, sum(len(p) for p in parts))
 
 

@@ -26,7 +26,7 @@ from shipyard.genai._collections import (EXPERIMENT, TAG_COLLECTION, TAG_DROPPED
                                          TAG_MANIFEST, TAG_VERSION, CollectionRecords,
                                          CollectionVersion, DocumentRecord, Refusal,
                                          check_collection_name, chunks_from_parquet,
-                                         chunks_to_parquet)
+                                         chunks_to_parquet, parse_collection_ref)
 from shipyard.genai._documents import MAX_DOCUMENT_BYTES, iter_document_files, read_document
 from shipyard.genai._embeddings import (Embedder, EmbeddingCache, LocalEmbedder, as_embedder,
                                         embed_texts, embedder_from_spec)
@@ -76,6 +76,10 @@ class Rag:
         Vector store URI for new collections (default LanceDB under
         ``<home>/rag/lancedb``); also supplies the password of a PostgreSQL
         store whose URI the collection records without it.
+    refresh_seconds
+        Queries resolve ``docs``/``docs@latest`` again at most this often, so
+        a version another process publishes is used within this delay (one
+        made through this object is used at once).
 
     Example::
 
@@ -90,8 +94,10 @@ class Rag:
     """
 
     def __init__(self, workspace: Workspace, *, embedder: Embedder | dict | None = None,
-                 store: str | None = None):
+                 store: str | None = None, refresh_seconds: float = 2.0):
         self._ws = workspace
+        self.refresh_seconds = refresh_seconds
+        self._resolved: dict[tuple[str, int | None], tuple[float, CollectionVersion]] = {}
         self.embedder = as_embedder(embedder) if embedder is not None else None
         self.store = store
         self.records = CollectionRecords(workspace)
@@ -280,9 +286,12 @@ class Rag:
         chunker._check()
         items = _as_items(sources)
         with self._collection_lock(name):
-            return _Ingestion(self, name, chunker, embedder, store, remove_missing, on_error,
-                              max_document_bytes, keep_sources, reembed, keep_versions
-                              ).run(items)
+            try:
+                return _Ingestion(self, name, chunker, embedder, store, remove_missing,
+                                  on_error, max_document_bytes, keep_sources, reembed,
+                                  keep_versions).run(items)
+            finally:
+                self._forget(name)
 
     def drop(self, name: str) -> int:
         """Delete a collection's index tables and hide its versions (their
@@ -309,15 +318,33 @@ class Rag:
             self._forget(name)
             return dropped
 
+    def _resolve(self, ref: str | CollectionVersion) -> CollectionVersion:
+        """``get``, remembered: versions never change, ``latest`` is looked up
+        again after ``refresh_seconds``."""
+        if isinstance(ref, CollectionVersion):
+            return ref
+        key = parse_collection_ref(ref)
+        now = time.monotonic()
+        with self._lock:
+            hit = self._resolved.get(key)
+        if hit is not None and (key[1] is not None or now - hit[0] < self.refresh_seconds):
+            return hit[1]
+        version = self.records.get(ref)
+        with self._lock:
+            self._resolved[key] = (now, version)
+        return version
+
     def _forget(self, name: str) -> None:
         with self._lock:
+            for key in [k for k in self._resolved if k[0] == name]:
+                del self._resolved[key]
             for key in [k for k in self._retrievers if k.split("@")[0] == name]:
                 del self._retrievers[key]
 
     # --------------------------------------------------------------- query
     def retriever(self, ref: str | CollectionVersion) -> Retriever:
         """The :class:`Retriever` of a version (built once, then cached)."""
-        version = self.get(ref)
+        version = self._resolve(ref)
         with self._lock:
             cached = self._retrievers.get(version.ref)
             if cached is not None:
@@ -407,7 +434,7 @@ class Rag:
         answers, on labelled questions. Recorded as a run in the experiment
         ``rag`` (tag ``rag.kind=evaluate``) unless ``record`` is false.
         """
-        version = self.get(ref)
+        version = self._resolve(ref)
         retriever = self.retriever(version)
         report = evaluate_retrieval(retriever, questions, k=k, modes=modes)
         if answers:

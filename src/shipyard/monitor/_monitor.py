@@ -277,7 +277,7 @@ class Monitor:
         mine += self._reclaim(model, exclude={a.id for a in changes})
         if not mine:
             return {}
-        settings = WebhookSettings(attempts=self.webhook_attempts,
+        settings = WebhookSettings(attempts=max(1, int(self.webhook_attempts)),
                                    timeout=self.webhook_timeout, backoff=self.webhook_backoff)
         alerts = {a.id: a for a in changes}
         results: dict[int, AlertRecord] = {}

@@ -300,7 +300,9 @@ def _register_torch_mlp() -> None:
     if _torch_registered:
         return
     from skl2onnx import update_registered_converter
-    from skl2onnx.common.shape_calculator import calculate_linear_classifier_output_shapes
+    from skl2onnx.common.shape_calculator import (
+        calculate_linear_classifier_output_shapes,
+    )
 
     from shipyard.train import TorchMLPClassifier, TorchMLPRegressor
 
@@ -318,7 +320,9 @@ def _torch_regressor_shape(operator: Any) -> None:
     # float64 out: the de-standardising ``y * scale + mean`` runs in double, as
     # the Python model's does, so a large target scale adds no float32 error.
     from skl2onnx.common.data_types import DoubleTensorType
-    from skl2onnx.common.shape_calculator import calculate_linear_regressor_output_shapes
+    from skl2onnx.common.shape_calculator import (
+        calculate_linear_regressor_output_shapes,
+    )
 
     calculate_linear_regressor_output_shapes(operator)
     operator.outputs[0].set_type(DoubleTensorType([operator.inputs[0].get_first_dimension(), 1]))

@@ -133,9 +133,12 @@ async def predict(request: Request, name: str, build: Callable[[Schema], pd.Data
     loaded, build = await route(request, slot, build)  # canary / A/B; request.state.role
     request.state.model, request.state.version = name, str(loaded.number)
     started = request.state.started
-    frame = None
+    rows = None
     try:
-        frame = build(loaded.schema)
+        # Validated columns: the ONNX graph and the prediction log read them
+        # as they are; only the Python model needs a DataFrame.
+        rows = build(loaded.request_schema)
+        frame = loaded.model_input(rows)
         if state.batcher is not None:
             result = await state.batcher.predict(loaded, frame)
         elif len(frame) <= INLINE_ROWS:
@@ -143,13 +146,13 @@ async def predict(request: Request, name: str, build: Callable[[Schema], pd.Data
         else:
             result = await run_in_threadpool(loaded.predict, frame)
     except ServeError as exc:
-        _log(request, state, loaded, endpoint, exc.status, started, frame, None, exc.message)
+        _log(request, state, loaded, endpoint, exc.status, started, rows, None, exc.message)
         raise
     except (ShipyardError, ValueError, TypeError) as exc:
         # Input that passed validation but the model still cannot score
         # (e.g. values so large that scaling overflows): the request's fault.
         slot.observe(loaded, error=True, latency_ms=(time.perf_counter() - started) * 1000)
-        _log(request, state, loaded, endpoint, 422, started, frame, None, str(exc))
+        _log(request, state, loaded, endpoint, 422, started, rows, None, str(exc))
         message = exc.message if isinstance(exc, ShipyardError) else str(exc)
         raise ServeError(422, "unscorable_input",
                          f"the model could not score these inputs: {message}") from exc
@@ -161,7 +164,7 @@ async def predict(request: Request, name: str, build: Callable[[Schema], pd.Data
     outputs = {"predictions": result.predictions}
     if result.probabilities is not None:
         outputs["probabilities"] = result.probabilities
-    _log(request, state, loaded, endpoint, 200, started, frame, outputs, None)
+    _log(request, state, loaded, endpoint, 200, started, rows, outputs, None)
     mirror(request, state, slot, loaded, build, endpoint)  # shadow: after the response
     return loaded, result
 

@@ -539,6 +539,10 @@ class LightGBMModel:
 
     booster_: Any
     kind_: str
+    #: Up to this many rows LightGBM predicts on one thread: waking its OpenMP
+    #: pool after an idle moment costs ~10 ms, which one thread needs for about
+    #: a thousand rows (where more threads start to pay off on two cores).
+    ONE_THREAD_ROWS = 1000
 
     def fit(self, X: Any, y: Any = None) -> LightGBMModel:
         raise ShipyardError("a loaded LightGBM model cannot be refitted; train a new one")
@@ -592,11 +596,6 @@ class LightGBMModel:
         if self.kind_ == "classifier":
             return self.classes_[np.argmax(self._predict_proba(X), axis=1)]
         return np.asarray(self._booster_predict(X))
-
-    #: Up to this many rows LightGBM predicts on one thread: waking its OpenMP
-    #: pool after an idle moment costs ~10 ms, which one thread needs for about
-    #: a thousand rows (where more threads start to pay off on two cores).
-    ONE_THREAD_ROWS = 1000
 
     def _booster_predict(self, X: Any) -> Any:
         rows = X.shape[0] if hasattr(X, "shape") else len(X)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -321,7 +322,7 @@ def _strings(values: Any) -> list | None:
     for v in values:
         if isinstance(v, str):
             out.append(v)
-        elif v is None or (isinstance(v, float) and v != v) or v is pd.NA:
+        elif v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
             out.append(None)
         else:
             return None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
@@ -35,6 +37,10 @@ class Ui:
                                lstrip_blocks=True)
         self.env.filters.update(FILTERS)
         self.nav = navigation()
+        self.assets = asset_version()
+        #: Downsampled curves of ended runs (see ``_runs.downsampled``).
+        self.curves: OrderedDict = OrderedDict()
+        self.curves_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"Ui({self.ws!r}, auth={self.sessions.auth})"
@@ -57,6 +63,7 @@ class Ui:
         base = {"request": request, "prefix": request.scope.get("root_path", ""),
                 "session": session, "csrf": session.csrf if session else "",
                 "nav": self.nav, "active": "", "flash": flash, "auth": self.sessions.auth,
+                "assets": self.assets,
                 "htmx": request.headers.get("hx-request") == "true"
                 and request.headers.get("hx-history-restore-request") != "true",
                 "url": lambda path, **q: url(request, path, **q)}
@@ -95,6 +102,18 @@ def url(request: Request, path: str, **query: Any) -> str:
     return root + path + ("?" + urlencode(pairs) if pairs else "")
 
 
+def asset_version() -> str:
+    """A short hash of the static files: their URLs carry it, so browsers
+    may cache them and still see a new version at once."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted((HERE / "static").rglob("*")):
+        if path.is_file():
+            digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def navigation() -> list[tuple[str, str, str]]:
     """``(id, label, path)`` of the top navigation. Stages that are not
     installed (monitoring, RAG) get no entry."""
@@ -102,6 +121,8 @@ def navigation() -> list[tuple[str, str, str]]:
            ("models", "Models", "/models"), ("deployments", "Deployments", "/deployments")]
     if importlib.util.find_spec("shipyard.monitor._monitor") is not None:
         nav.append(("monitoring", "Monitoring", "/monitoring"))
+    if importlib.util.find_spec("shipyard.genai") is not None:
+        nav.append(("rag", "RAG", "/rag"))
     nav.append(("audit", "Audit log", "/audit"))
     return nav
 
@@ -126,6 +147,16 @@ def create_ui_app(ws: Workspace, *, auth: bool = True) -> FastAPI:
     fastapi.FastAPI
         Mount it in another app or run it with uvicorn (:func:`run`).
     """
+    missing = [name for name, modules in (("fastapi", ["fastapi"]), ("uvicorn", ["uvicorn"]),
+                                          ("jinja2", ["jinja2"]),
+                                          ("python-multipart", ["python_multipart",
+                                                                "multipart"]))
+               if not any(importlib.util.find_spec(m) for m in modules)]
+    if missing:
+        from shipyard.errors import ConfigError
+
+        raise ConfigError(f"the web UI needs {', '.join(missing)}, which are not installed",
+                          hint="pip install 'shipyard[ui]'")
     from fastapi import FastAPI
     from fastapi.exceptions import RequestValidationError
     from starlette.exceptions import HTTPException
@@ -145,6 +176,10 @@ def create_ui_app(ws: Workspace, *, auth: bool = True) -> FastAPI:
         from shipyard.ui import _monitoring
 
         app.include_router(_monitoring.router)
+    if any(n[0] == "rag" for n in ui.nav):
+        from shipyard.ui import _rag
+
+        app.include_router(_rag.router)
 
     @app.get("/", include_in_schema=False)
     def home(request: Request) -> Response:

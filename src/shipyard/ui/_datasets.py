@@ -83,5 +83,11 @@ def dataset_version_page(request: Request, name: str, version: str) -> Response:
     columns = dv.profile.get("columns", {}) if isinstance(dv.profile, dict) else {}
     bars = {col: profile_bars(stats) for col, stats in columns.items()}
     validation = dv.validation or None
+    # Lineage downstream: model versions recorded as trained on this version,
+    # and how those models are deployed.
+    models = [mv for m in ui.ws.models.list() for mv in ui.ws.models.versions(m.name)
+              if mv.dataset_version == dv.ref]
+    deployed = {name: ui.ws.deployments.get(name) for name in {mv.name for mv in models}}
     return ui.page(request, "dataset_version.html", dv=dv, children=children,
-                   columns=columns, bars=bars, validation=validation, active="datasets")
+                   columns=columns, bars=bars, validation=validation, models=models,
+                   deployed=deployed, active="datasets")

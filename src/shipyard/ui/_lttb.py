@@ -33,7 +33,7 @@ def lttb(x, y, n: int = MAX_POINTS) -> tuple[np.ndarray, np.ndarray]:
 
     >>> x = np.arange(10_000.0)
     >>> xs, ys = lttb(x, np.sin(x / 500), 100)
-    >>> len(xs), xs[0], xs[-1]
+    >>> len(xs), float(xs[0]), float(xs[-1])
     (100, 0.0, 9999.0)
     >>> bool(abs(ys.max() - 1) < 0.01 and abs(ys.min() + 1) < 0.01)  # extremes kept
     True

@@ -180,12 +180,13 @@ def search_page(ws, query: RunQuery) -> RunPage:
     try:
         runs = ws.runs.search(condition or None, limit=query.limit + 1, **kwargs)
     except (FilterSyntaxError, TrackingError) as exc:
+        message = str(exc)
         if condition != query.filter:  # name the user's own text, not ours
             try:
                 ws.runs.search(query.filter or None, limit=0, **kwargs)
             except (FilterSyntaxError, TrackingError) as own:
-                exc = own
-        return RunPage([], error=str(exc), note=note)
+                message = str(own)
+        return RunPage([], error=message, note=note)
     token = encode_token(query.sort, runs[query.limit - 1]) if len(runs) > query.limit else None
     return RunPage(runs[:query.limit], token, note=note)
 
@@ -273,11 +274,37 @@ def run_curve(request: Request, run_id: str, key: str = "", points: str = "") ->
     """One metric of one run, downsampled with LTTB: ``{key, x, y, total, shown}``."""
     ui = _ui(request)
     n = _int(points, MAX_POINTS, 3, MAX_POINTS)
-    history = ui.ws.runs.metric_history(run_id[:64], key[:250])
+    run = ui.ws.runs.get(run_id[:64])
+    xs, ys, total = downsampled(ui, run, key[:250], n)
+    return _json({"key": key, "x": _compact(xs), "y": ys, "total": total,
+                  "shown": int(len(xs))})
+
+
+#: Downsampled curves of ended runs kept in memory (their points no longer change).
+CURVE_CACHE = 2048
+
+
+def downsampled(ui, run: RunInfo, key: str, n: int):
+    """``(x, y, total points)`` of ``run``'s metric ``key`` cut to ``n`` points
+    with LTTB. A run that has ended logs nothing more, so its result is kept
+    (the history read is what costs: about 4 µs a point)."""
+    cache_key = (run.id, key, n)
+    with ui.curves_lock:
+        cached = ui.curves.get(cache_key)
+        if cached is not None:
+            ui.curves.move_to_end(cache_key)
+            return cached
+    history = ui.ws.runs.metric_history(run.id, key)
     x = history["step"].to_numpy(dtype="float64")
     y = history["value"].to_numpy(dtype="float64")
     xs, ys = lttb(x, y, n)
-    return _json({"key": key, "x": xs, "y": ys, "total": int(len(x)), "shown": int(len(xs))})
+    result = (xs, ys, int(len(x)))
+    if run.end_time is not None:
+        with ui.curves_lock:
+            ui.curves[cache_key] = result
+            while len(ui.curves) > CURVE_CACHE:
+                ui.curves.popitem(last=False)
+    return result
 
 
 @router.get("/runs/{run_id}/artifacts/{path:path}")
@@ -391,8 +418,38 @@ def _differs(values: list[Any]) -> bool:
     return any(v != first for v in values[1:])
 
 
+def _counts(runs: list[RunInfo]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for r in runs:
+        for k in r.metrics:
+            counts[k] = counts.get(k, 0) + 1
+    return counts
+
+
 @router.get("/compare")
 def compare_page(request: Request) -> Response:
+    """The compare page: the overlaid curves first; the diff table follows
+    once they are drawn (``/compare/table``), so the chart is not kept
+    waiting behind a table of 500 rows."""
+    from urllib.parse import urlencode
+
+    ui = _ui(request)
+    runs, error = compare_runs(ui.ws, request)
+    counts = _counts(runs)
+    metric_keys = sorted(counts)
+    # By default the metric most of the runs logged.
+    chosen = request.query_params.get("key") or (
+        max(metric_keys, key=lambda k: (counts[k], k == "loss")) if metric_keys else "")
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k != "key"]
+    return ui.page(request, "compare.html", runs=runs, error=error, metric_keys=metric_keys,
+                   chosen=chosen[:250], kept=kept, base_query=urlencode(kept),
+                   active="runs")
+
+
+@router.get("/compare/table")
+def compare_table(request: Request) -> Response:
+    """The params, metrics and tags that differ between the compared runs
+    (an htmx fragment)."""
     ui = _ui(request)
     runs, error = compare_runs(ui.ws, request)
     sections = {}
@@ -405,14 +462,10 @@ def compare_page(request: Request) -> Response:
             (differing if len(runs) < 2 or _differs(values) else identical).append(k)
         sections[kind] = differing[:60]
         same[kind] = [(k, getattr(runs[0], kind).get(k)) for k in identical[:100]]
-    metric_keys = sorted({k for r in runs for k in r.metrics})
-    chosen = request.query_params.get("key") or (metric_keys[0] if metric_keys else "")
-    from urllib.parse import urlencode
+    from shipyard.ui._parallel import parallel_coordinates
 
-    kept = [(k, v) for k, v in request.query_params.multi_items() if k != "key"]
-    return ui.page(request, "compare.html", runs=runs, error=error, sections=sections,
-                   same=same, metric_keys=metric_keys, chosen=chosen[:250],
-                   kept=kept, base_query=urlencode(kept), active="runs")
+    return ui.page(request, "compare_table.html", runs=runs, error=error, sections=sections,
+                   same=same, parallel=parallel_coordinates(runs, sections))
 
 
 @router.get("/compare/curves")
@@ -431,9 +484,7 @@ def compare_curves(request: Request, key: str = "") -> Response:
     for run in runs:
         if key not in run.metrics:
             continue
-        history = ui.ws.runs.metric_history(run.id, key)
-        xs, ys = lttb(history["step"].to_numpy(dtype="float64"),
-                      history["value"].to_numpy(dtype="float64"), budget)
+        xs, ys, _ = downsampled(ui, run, key, budget)
         curves.append((run, xs, ys))
     if not curves:
         return _json({"key": key, "x": [], "series": []})
@@ -447,8 +498,18 @@ def compare_curves(request: Request, key: str = "") -> Response:
         grid = union
         place = [np.searchsorted(union, xs) for _, xs, _ in curves]
     series = []
-    for (run, _, ys), idx in zip(curves, place):
-        y = np.full(len(grid), np.nan)
+    for (run, _, ys), idx in zip(curves, place, strict=True):
+        # float32 keeps 7 significant digits, plenty to draw, and halves the JSON.
+        y = np.full(len(grid), np.nan, dtype=np.float32)
         y[idx] = ys
         series.append({"id": run.id, "label": run.name or run.short_id, "y": y})
-    return _json({"key": key, "x": grid, "series": series})
+    return _json({"key": key, "x": _compact(grid), "series": series})
+
+
+def _compact(x):
+    """Whole-number steps as integers (shorter JSON), else float64."""
+    import numpy as np
+
+    if len(x) and np.all(np.mod(x, 1) == 0) and np.abs(x).max() < 2 ** 53:
+        return x.astype(np.int64)
+    return x

@@ -273,7 +273,10 @@ class Guard:
                 present = {k.lower() for k, _ in headers}
                 headers += [(k, v) for k, v in SECURITY_HEADERS if k not in present]
                 if b"cache-control" not in present:
-                    headers.append((b"cache-control", b"no-store"))
+                    # Static files are addressed with a content hash (?v=...):
+                    # cache them; pages carry data, never cache those.
+                    headers.append((b"cache-control", b"public, max-age=86400"
+                                    if path.startswith(PUBLIC_PREFIXES) else b"no-store"))
                 if new_cookie:
                     headers.append((b"set-cookie", new_cookie.encode("latin-1")))
                 message = {**message, "headers": headers}

@@ -19,12 +19,19 @@
     fig.appendChild(p);
   }
 
+  // Tell the page a chart is done (drawn or not): the compare page loads its
+  // table only then, so the chart's request is not queued behind it.
+  function done(fig, state) {
+    fig.dataset.drawn = state;
+    fig.dispatchEvent(new CustomEvent("drawn", {bubbles: true}));
+  }
+
   function width(fig) {
     return Math.max(260, Math.floor(fig.getBoundingClientRect().width) - 8);
   }
 
   function draw(fig, data) {
-    if (data.error) { note(fig, data.error); fig.dataset.drawn = "error"; return; }
+    if (data.error) { note(fig, data.error); done(fig, "error"); return; }
     var multi = fig.dataset.multi === "1";
     var series = [{label: "step"}];
     var columns = [data.x];
@@ -32,15 +39,15 @@
       var n = data.series.length;
       data.series.forEach(function (s, i) {
         series.push({label: s.label, stroke: color(i, n), width: 1, spanGaps: true,
-                     points: {show: false}});
+                     points: {show: data.x.length < 60, size: 5}});
         columns.push(s.y);
       });
-      if (!n) { note(fig, "No run logged this metric."); fig.dataset.drawn = "empty"; return; }
+      if (!n) { note(fig, "No run logged this metric."); done(fig, "empty"); return; }
     } else {
       series.push({label: data.key, stroke: PALETTE[0], width: 1.5,
                    points: {show: data.shown < 60}});
       columns.push(data.y);
-      if (!data.shown) { note(fig, "No finite values to draw."); fig.dataset.drawn = "empty"; return; }
+      if (!data.shown) { note(fig, "No finite values to draw."); done(fig, "empty"); return; }
     }
     var opts = {
       width: width(fig),
@@ -51,27 +58,34 @@
       cursor: {focus: {prox: 16}},
       focus: {alpha: 0.3}
     };
+    var t0 = performance.now();
     var plot = new uPlot(opts, columns, fig);
+    fig.dataset.drawMs = String(Math.round(performance.now() - t0));
     fig._plot = plot;
-    fig.dataset.drawn = "1";
     fig.dataset.points = String(data.x.length);
     if (!multi && data.total > data.shown) {
       note(fig, data.shown + " of " + data.total + " points shown (LTTB)");
     } else if (multi) {
-      note(fig, (series.length - 1) + " runs, " + data.x.length + " steps on the shared axis");
+      note(fig, (series.length - 1) + " runs, " + data.x.length +
+           (data.x.length === 1 ? " step" : " steps") + " on the shared axis");
     }
+    done(fig, "1");
   }
 
   function load(fig) {
     if (fig.dataset.loading) return;
     fig.dataset.loading = "1";
+    var t0 = performance.now();
     fetch(fig.dataset.src, {credentials: "same-origin", headers: {"Accept": "application/json"}})
       .then(function (r) {
         if (!r.ok) throw new Error("the server answered " + r.status);
         return r.json();
       })
-      .then(function (data) { draw(fig, data); })
-      .catch(function (err) { note(fig, "Could not draw this curve: " + err.message); fig.dataset.drawn = "error"; });
+      .then(function (data) {
+        fig.dataset.fetchMs = String(Math.round(performance.now() - t0));
+        draw(fig, data);
+      })
+      .catch(function (err) { note(fig, "Could not draw this curve: " + err.message); done(fig, "error"); });
   }
 
   var observer = "IntersectionObserver" in window ? new IntersectionObserver(function (entries) {
