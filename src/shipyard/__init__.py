@@ -1,9 +1,9 @@
 """Shipyard: the AI-engineering lifecycle, embedded by default.
 
->>> import shipyard
-Example (needs a workspace with data and a model)::
-
-    ws = shipyard.Workspace.open()
+>>> import shipyard, tempfile
+>>> ws = shipyard.Workspace.open(tempfile.mkdtemp())
+>>> ws.counts()["models"]
+0
 
 Names resolve lazily, so ``import shipyard`` (and ``shipyard --help``) loads
 no SQLAlchemy, pandas or scikit-learn.

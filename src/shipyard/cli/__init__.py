@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from shipyard.cli._audit import app as audit_app
-from shipyard.cli._common import (console, err_console, json_option, open_workspace, print_json,
+from shipyard.cli._common import (console, follow_columns, err_console, json_option, open_workspace, print_json,
                                   record, set_home, state)
 from shipyard.cli._data import app as data_app
 from shipyard.cli._deploy import deploy_command
@@ -62,6 +62,7 @@ def _root(
 ) -> None:
     set_home(home)
     state["debug"] = debug
+    follow_columns()
 
 
 @app.command()

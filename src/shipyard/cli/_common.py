@@ -18,6 +18,14 @@ if TYPE_CHECKING:
 
 console = Console()
 err_console = Console(stderr=True)
+
+
+def follow_columns() -> None:
+    """Size the consoles by ``$COLUMNS`` as it is now (Rich reads it once, when a
+    console is made; a process running several commands may change it)."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        console.width = err_console.width = int(columns)
 state = {"debug": False}
 
 JSON_HELP = "Print the result as JSON on stdout, and nothing else there."

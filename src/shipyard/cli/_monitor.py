@@ -70,11 +70,12 @@ def check_command(
         "Print the check (report, rule outcomes, alert changes, alerts firing) as JSON on "
         "stdout and nothing else there; with --every, one JSON document per line.")] = False,
 ) -> None:
-    """Check a window of MODEL's logged traffic against its reference: drift per
-    column and of the whole dataset, data quality, realized and estimated
-    performance. The report is stored (ws.monitor.reports) and the policy's
-    alert rules fire or resolve, delivered to the log, the workspace DB, the
-    audit log and webhooks."""
+    """Check a window of MODEL's logged traffic against its reference.
+
+    Drift per column and of the whole dataset, data quality, realized and
+    estimated performance. The report is stored (ws.monitor.reports) and the
+    policy's alert rules fire or resolve, delivered to the log, the workspace
+    DB, the audit log and webhooks."""
     from shipyard.errors import ConfigError, MonitorError
     from shipyard.monitor import check_policy, parse_duration
 
@@ -88,8 +89,9 @@ def check_command(
     ws = open_workspace()
     window = since if since is not None else (every if every is not None else None)
     checks = 0
+    stop = _StopOnInterrupt() if interval is not None else None
     try:
-        while True:
+        while stop is None or not stop.requested:
             try:
                 with stdout_reserved(as_json):
                     result = ws.monitor.check(model, version=version, role=role, since=window,
@@ -110,9 +112,41 @@ def check_command(
                     _render(result, html)
             if interval is None:
                 return
-            time.sleep(interval)
-    except KeyboardInterrupt:
-        err_console.print(f"stopped after {checks} check{'s' if checks != 1 else ''}")
+            stop.wait(interval)
+    except KeyboardInterrupt:  # a second Ctrl-C during a check
+        pass
+    finally:
+        if stop is not None:
+            stop.restore()
+    err_console.print(f"stopped after {checks} check{'s' if checks != 1 else ''}")
+
+
+class _StopOnInterrupt:
+    """Ctrl-C (SIGINT) asks the loop to stop after the check in progress, so
+    a check is never cut off inside a library call or a write; a second
+    Ctrl-C interrupts at once."""
+
+    def __init__(self) -> None:
+        import signal
+        import threading
+
+        self.requested = False
+        self._event = threading.Event()
+        self._previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        self._event.set()
+
+    def wait(self, seconds: float) -> None:
+        self._event.wait(seconds)
+
+    def restore(self) -> None:
+        import signal
+
+        signal.signal(signal.SIGINT, self._previous)
 
 
 def _load_policy(path: Path | None) -> Any:

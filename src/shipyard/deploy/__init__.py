@@ -30,7 +30,7 @@ _EXPORTS = {
                      "load_deployment", "load_deployments", "rollback_actor"],
                     "shipyard.deploy._rollout"),
     **dict.fromkeys(["LoadedModel", "Prediction"], "shipyard.deploy._loaded"),
-    **dict.fromkeys(["Column", "Schema", "frame_from_columns", "frame_from_records",
+    **dict.fromkeys(["Column", "Columns", "Schema", "frame_from_columns", "frame_from_records",
                      "frame_from_rows", "invalid"], "shipyard.deploy._schema"),
     **dict.fromkeys(["ScoreResult", "count_rows", "score_file"], "shipyard.deploy._scoring"),
     **dict.fromkeys(["BuildContext", "build_context", "export_bundle", "pinned_requirements"],

@@ -119,8 +119,13 @@ class MicroBatcher:
             return
         import pandas as pd
 
+        from shipyard.deploy import Columns
+
         try:
-            merged = pd.concat([f for f, _ in batch], ignore_index=True)
+            frames = [f for f, _ in batch]
+            merged = (Columns.concat(frames) if all(isinstance(f, Columns) for f in frames)
+                      else pd.concat([f.to_frame() if isinstance(f, Columns) else f
+                                      for f in frames], ignore_index=True))
             result = await _run(loaded, merged)
         except Exception:  # noqa: BLE001 -- find the request at fault: each alone
             self.batches += len(batch) - 1
