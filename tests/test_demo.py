@@ -56,6 +56,7 @@ def test_demo_runs_end_to_end_and_is_idempotent(tmp_path):
     assert monitor["normal"].changes == [] and monitor["normal"].firing == []
     normal_share = monitor["normal"].report.report["dataset_drift"]["share"]
     assert normal_share is not None and normal_share <= 0.2
+    assert monitor["normal"].report.verdict != "alert"  # healthy traffic does not page
     report = monitor["drifted"].report
     assert report.verdict == "alert" and report.version == primary and report.role == "primary"
     drifted = {c for c, d in report.report["drift"].items() if d.get("drifted")}

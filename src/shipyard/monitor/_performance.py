@@ -20,10 +20,11 @@ Reference
     intervals), else the test-split metrics its training run logged
     (``test.<metric>``, no interval).
 
-Degradation (:func:`degradation`): a metric is degraded when its realized
-value falls outside the reference's interval on the bad side, or, when the
-reference has no interval, when the realized interval lies entirely on the
-bad side of the reference value.
+Degradation (:func:`degradation`): a metric is degraded when the window's
+interval lies entirely on the bad side of the reference's interval (of its
+value, when the reference has none; the window's value, when the window has no
+interval). Comparing the window's value alone with a reference interval from
+tens of thousands of evaluation rows would flag a few hundred healthy rows.
 """
 
 from __future__ import annotations
@@ -262,9 +263,8 @@ def degradation(figures: Mapping[str, Mapping[str, Any]],
         higher = direction(name) == "maximize"
         value, base = float(got["value"]), float(ref["value"])
         bound = ref.get("ci_low") if higher else ref.get("ci_high")
-        if bound is not None:
-            out[name] = value < bound if higher else value > bound
-            continue
+        bound = float(base if bound is None else bound)
         edge = got.get("ci_high") if higher else got.get("ci_low")
-        out[name] = bool(edge is not None and (edge < base if higher else edge > base))
+        edge = value if edge is None else float(edge)
+        out[name] = bool(edge < bound if higher else edge > bound)
     return out
