@@ -66,8 +66,9 @@ def test_ks_psi_wasserstein_match_the_raw_data(n, m, shift, scale):
     w = stats.wasserstein_distance(ref, cur)
     assert abs(got["wasserstein"] - w) <= max(bound, 1e-12) * (max(ref.max(), cur.max())
                                                                 - min(ref.min(), cur.min()))
-    # KLL compaction is randomised: a no-shift W of ~0.01 can read 0.015 (within the bound)
-    assert got["wasserstein"] == pytest.approx(w, rel=0.05, abs=0.01)
+    # KLL compaction is randomised (unseedable): the sketch's W may differ by ~0.01-0.015
+    # of a standard deviation, well inside the bound above
+    assert got["wasserstein"] == pytest.approx(w, rel=0.05, abs=0.02 * ref.std())
     assert got["wasserstein_std"] == pytest.approx(got["wasserstein"] / ref.std(ddof=1))
     edges = np.unique(sketch(ref).quantiles(np.arange(1, 10) / 10))
     assert got["psi"] == pytest.approx(raw_psi(ref, cur, edges), abs=0.01)

@@ -96,7 +96,8 @@ def test_filtering_sorting_and_paging_runs(watched, live_url, env):
                                           "els => els.map(e => e.value)")
         if page.locator("#next-page").count() == 0:
             break
-        page.click("#next-page")
+        with page.expect_navigation():  # wait for the next page itself, not the current one
+            page.click("#next-page")
         page.wait_for_selector("#first-page")
     order = env["ws"].runs.search(order_by=["metrics.auc DESC"], limit=None)
     assert seen == [r.id for r in order]
