@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 #: Public name -> private module that defines it (resolved lazily).
 _EXPORTS = {
+    "REPORT_HEAD": "shipyard.evaluate._html",
     **dict.fromkeys(["SECTIONS", "EvaluationReport", "evaluate", "evaluate_model"],
                     "shipyard.evaluate._report"),
     **dict.fromkeys(["bootstrap_ci", "task_metrics"], "shipyard.evaluate._scores"),

@@ -15,7 +15,8 @@ from typing import Any
 
 PALETTE = ("#3b6ea8", "#e07b39", "#5a9e6f", "#b8514d", "#7d68a8", "#8c7b6b")
 
-TEMPLATE = r"""<!DOCTYPE html>
+#: The page head every HTML report shares (evaluation, monitoring): styles, title.
+REPORT_HEAD = r"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{{ title }}</title>
@@ -34,10 +35,13 @@ table{border-collapse:collapse;background:#fff;margin:.3rem 0 1rem;font-size:.88
 th,td{border:1px solid #d9e2ec;padding:4px 10px;text-align:right}
 th{background:#eef2f7;font-weight:600}td.l,th.l{text-align:left}
 tr.flag td{background:#fde8e8}.bad{color:#b42318;font-weight:600}.ok{color:#2f7d4a}
+.warning{color:#b7791f;font-weight:600}
 img{max-width:100%;background:#fff;border:1px solid #d9e2ec;border-radius:6px}
 code{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.85em;word-break:break-all}
 .note{color:#52606d;font-size:.85rem}
-</style></head><body><main>
+</style></head><body><main>"""
+
+TEMPLATE = REPORT_HEAD + r"""
 <h1>{{ title }}</h1>
 <p class="sub">{{ r.task }} task · target <code>{{ r.target }}</code> · {{ r.n_rows }} rows
 {% if r.dataset.ref %} · dataset <code>{{ r.dataset.ref }}</code>{% endif %}</p>

@@ -21,6 +21,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from shipyard.evaluate import REPORT_HEAD
+
 if TYPE_CHECKING:
     from shipyard import Workspace
     from shipyard.monitor._store import AlertRecord, ReportRecord
@@ -29,30 +31,7 @@ PALETTE = ("#3b6ea8", "#e07b39", "#5a9e6f", "#b8514d", "#7d68a8", "#8c7b6b")
 #: Most drifted columns drawn, most categories per column, bins per numeric column.
 MAX_COLUMNS, MAX_CATEGORIES, BINS = 12, 15, 20
 
-TEMPLATE = r"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{{ title }}</title>
-<style>
-body{font-family:-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;color:#1f2933;
- margin:0;background:#f5f7fa;line-height:1.45}
-main{max-width:1080px;margin:0 auto;padding:24px 28px 48px}
-h1{font-size:1.55rem;margin:.2rem 0 .2rem}h2{font-size:1.2rem;margin:2rem 0 .6rem;
- border-bottom:2px solid #d9e2ec;padding-bottom:.25rem}h3{font-size:1rem;margin:1.2rem 0 .4rem}
-.sub{color:#52606d;margin:0 0 1rem}
-.cards{display:flex;flex-wrap:wrap;gap:12px}
-.card{background:#fff;border:1px solid #d9e2ec;border-radius:8px;padding:10px 14px;min-width:150px}
-.card .k{font-size:.75rem;text-transform:uppercase;color:#52606d;letter-spacing:.04em}
-.card .v{font-size:1.35rem;font-weight:600}.card .ci{font-size:.8rem;color:#52606d}
-table{border-collapse:collapse;background:#fff;margin:.3rem 0 1rem;font-size:.88rem}
-th,td{border:1px solid #d9e2ec;padding:4px 10px;text-align:right}
-th{background:#eef2f7;font-weight:600}td.l,th.l{text-align:left}
-tr.flag td{background:#fde8e8}.bad{color:#b42318;font-weight:600}.ok{color:#2f7d4a}
-.warning{color:#b7791f;font-weight:600}
-img{max-width:100%;background:#fff;border:1px solid #d9e2ec;border-radius:6px}
-code{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.85em;word-break:break-all}
-.note{color:#52606d;font-size:.85rem}
-</style></head><body><main>
+TEMPLATE = REPORT_HEAD + r"""
 <h1>{{ title }}</h1>
 <p class="sub">report {{ rec.id }} · {% if rec.version %}version {{ rec.version }} · {% endif %}{% if rec.role %}role {{ rec.role }} · {% endif %}window {{ when(rec.window_start) }} – {{ when(rec.window_end) }} · {{ rec.rows }} rows · stored {{ when(rec.created_at) }}</p>
 
