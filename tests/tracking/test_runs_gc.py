@@ -11,11 +11,9 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
 
 from shipyard.tracking._runs import PROCESS_TAG, process_tags
 
-pytestmark = pytest.mark.skipif(os.name != "posix", reason="checks processes the POSIX way")
 
 
 def dead_process_tag() -> str:
@@ -97,8 +95,7 @@ def test_orphans_are_reaped_on_each_backend_and_a_dry_run_changes_nothing(worksp
 
 
 def test_a_pid_reused_by_a_later_process_is_not_taken_for_the_run_s(sqlite_workspace):
-    if not sys.platform.startswith("linux"):
-        pytest.skip("start times come from /proc")
+    assert sys.platform.startswith("linux"), "process start times come from /proc (Linux)"
     record = json.loads(process_tags()[PROCESS_TAG])
     boot, _, ticks = record["start"].partition(":")
     earlier = sqlite_workspace.start_run("e", tags=tag(**{**record,

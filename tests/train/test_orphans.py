@@ -12,14 +12,11 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 import shipyard
 from shipyard.cli import app
 
-pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(),
-                                reason="finds processes through /proc (Linux)")
 
 # Slow enough trials (a forest per fold) that the coordinator is mid-batch when killed.
 SLOW_FOREST = """
