@@ -17,7 +17,7 @@ from shipyard.errors import ArtifactCorruptedError, ArtifactError, ArtifactNotFo
 from shipyard.store import ArtifactStore
 from shipyard.train import (ModelArtifact, TorchMLPClassifier, TorchMLPRegressor,
                             build_preprocessor, load_model, save_model)
-from shipyard.train._artifacts import _canonical_json, allowed_type
+from shipyard.train._artifacts import canonical_json, allowed_type
 
 FEATURES = ["age", "income", "city", "member", "joined", "review"]
 
@@ -175,7 +175,7 @@ def _crafted(store, skops_bytes, fmt="skops", role="model"):
     """A manifest pointing at hand-made skops bytes, as an attacker would write it."""
     manifest = {"shipyard_model": 1, "format": fmt, "parts": {role: store.put_bytes(skops_bytes)},
                 "metadata": {}}
-    return store.put_bytes(_canonical_json(manifest))
+    return store.put_bytes(canonical_json(manifest))
 
 
 class Evil(ClassifierMixin, BaseEstimator):
@@ -218,7 +218,7 @@ def test_skops_file_in_a_torch_preprocessor_slot_is_checked_too(store, classific
     manifest["parts"]["preprocessor"] = store.put_bytes(
         sio.dumps(Pipeline([("f", FunctionTransformer(func=os.system))])))
     with pytest.raises(ArtifactError, match="posix.system"):
-        load_model(store, store.put_bytes(_canonical_json(manifest)))
+        load_model(store, store.put_bytes(canonical_json(manifest)))
 
 
 def test_malformed_parts_are_refused(store, classification):
@@ -233,13 +233,13 @@ def test_malformed_parts_are_refused(store, classification):
     manifest = json.loads(store.get_bytes(good.digest))
     config = json.loads(store.get_bytes(manifest["parts"]["config"]))
     config["n_features_in"] = 99
-    manifest["parts"]["config"] = store.put_bytes(_canonical_json(config))
+    manifest["parts"]["config"] = store.put_bytes(canonical_json(config))
     with pytest.raises(ArtifactError, match="cannot rebuild the torch model"):
-        load_model(store, store.put_bytes(_canonical_json(manifest)))
+        load_model(store, store.put_bytes(canonical_json(manifest)))
     config["params"]["__class__"] = "os.system"
-    manifest["parts"]["config"] = store.put_bytes(_canonical_json(config))
+    manifest["parts"]["config"] = store.put_bytes(canonical_json(config))
     with pytest.raises(ArtifactError, match="torch model config is malformed"):
-        load_model(store, store.put_bytes(_canonical_json(manifest)))
+        load_model(store, store.put_bytes(canonical_json(manifest)))
 
 
 def test_record_that_disagrees_with_its_manifest_is_refused(store, classification):

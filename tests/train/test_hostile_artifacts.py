@@ -36,7 +36,7 @@ from sklearn.tree import DecisionTreeClassifier
 from shipyard.errors import ArtifactError, ShipyardError
 from shipyard.store import ArtifactStore
 from shipyard.train import TorchMLPClassifier, load_model, save_model
-from shipyard.train._artifacts import _canonical_json
+from shipyard.train._artifacts import canonical_json
 
 
 @dataclass
@@ -67,7 +67,7 @@ def forge(store: ArtifactStore, fmt: str = "skops", metadata: dict | None = None
                for role, data in parts.items()}
     manifest = {"shipyard_model": 1, "format": fmt, "parts": digests,
                 "metadata": metadata or {}}
-    return store.put_bytes(_canonical_json(manifest))
+    return store.put_bytes(canonical_json(manifest))
 
 
 def refused(store: ArtifactStore, digest: str, match: str | None = None) -> ArtifactError:
@@ -521,7 +521,7 @@ def test_a_torch_config_cannot_size_a_network_bigger_than_its_weights(other_form
     store, _, torch = other_formats
     config = json.loads(store.get_bytes(torch.parts["config"]))
     config["params"]["hidden_sizes"] = [20_000, 20_000]  # 1.6 GB of float32, if built
-    digest = forge(store, "torch", **{**torch.parts, "config": _canonical_json(config)})
+    digest = forge(store, "torch", **{**torch.parts, "config": canonical_json(config)})
     refused(store, digest, r"config describes \d+ weights, the blob holds \d+")
 
 

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from shipyard.errors import ArtifactError, RegistryError, ShipyardError
+from shipyard.train import canonical_json as _canonical_json
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -101,16 +102,9 @@ def require(module: str, fmt: str) -> Any:
 
 # ------------------------------------------------------------ manifests
 def canonical_json(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False,
-                      default=_json_default).encode("utf-8")
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
+    """Manifest JSON as training writes it, NaN refused (see
+    :func:`shipyard.train.canonical_json`)."""
+    return _canonical_json(value, allow_nan=False)
 
 
 def write_manifest(store: ArtifactStore, fmt: str, parts: dict[str, bytes],

@@ -275,7 +275,7 @@ def save_model(model: Any, store: ArtifactStore) -> ModelArtifact:
     digests = {role: store.put_bytes(data) for role, data in parts.items()}
     manifest = {"shipyard_model": MANIFEST_VERSION, "format": kind, "parts": digests,
                 "metadata": meta}
-    digest = store.put_bytes(_canonical_json(manifest))
+    digest = store.put_bytes(canonical_json(manifest))
     return ModelArtifact(digest=digest, format=kind, parts=digests, metadata=meta)
 
 
@@ -345,7 +345,7 @@ def _dump_lightgbm(model: Any) -> tuple[bytes, bytes]:
     else:
         config = {"kind": "booster"}
     config["n_features"] = booster.num_feature()
-    return booster.model_to_string().encode("utf-8"), _canonical_json(config)
+    return booster.model_to_string().encode("utf-8"), canonical_json(config)
 
 
 def _dump_torch(model: Any) -> tuple[bytes, bytes]:
@@ -363,7 +363,7 @@ def _dump_torch(model: Any) -> tuple[bytes, bytes]:
         if hasattr(model, attr):
             config[attr] = _jsonable(getattr(model, attr))
     # Metadata stays out of the safetensors header: its key order is not guaranteed.
-    return save(state), _canonical_json(config)
+    return save(state), canonical_json(config)
 
 
 # -------------------------------------------------------------------- load
@@ -1235,8 +1235,14 @@ def _strip_ids(node: Any) -> Any:
     return node
 
 
-def _canonical_json(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=True,
+def canonical_json(value: Any, *, allow_nan: bool = True) -> bytes:
+    """``value`` as compact JSON with sorted keys (numpy values as Python
+    ones), so the same content always gives the same bytes and digest.
+
+    >>> canonical_json({"b": 1, "a": [1.5]})
+    b'{"a":[1.5],"b":1}'
+    """
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=allow_nan,
                       default=_json_default).encode("utf-8")
 
 
@@ -1259,7 +1265,7 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return {"dtype": value.dtype.str if value.dtype != object else "object",
                 "values": value.tolist()}
-    return json.loads(_canonical_json(value))
+    return json.loads(canonical_json(value))
 
 
 def _classes_array(data: Any) -> Any:
