@@ -13,8 +13,9 @@ from shipyard.cli._tables import Col, choose, columns_option, print_table
 
 
 def serve_command(
-    models: Annotated[list[str], typer.Argument(
-        help="Model refs to serve, one per model name: fraud@champion, fraud@7, fraud.")],
+    models: Annotated[list[str] | None, typer.Argument(
+        help="Model refs to serve, one per model name: fraud@champion, fraud@7, fraud. "
+             "Optional with --rag.")] = None,
     host: Annotated[str, typer.Option(help="Interface to bind (0.0.0.0 for all).")
                     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
@@ -42,9 +43,18 @@ def serve_command(
     no_batching: Annotated[bool, typer.Option(
         "--no-batching", help="Predict each request alone instead of merging concurrent "
                               "requests to the same version.")] = False,
+    ui: Annotated[bool, typer.Option(
+        "--ui", help="Also serve the web UI under /ui on the same port, with the same API "
+                     "keys (needs --workers 1).")] = False,
+    rag: Annotated[list[str] | None, typer.Option(
+        "--rag", help="A RAG collection (docs, docs@2) the OpenAI-compatible "
+                      "/v1/chat/completions answers from, as model 'docs'; repeat for "
+                      "several.")] = None,
 ) -> None:
     """Serve registered models over HTTP: Shipyard's JSON API (/v1), the Open
-    Inference Protocol (/v2) and MLflow's scoring protocol (/invocations).
+    Inference Protocol (/v2) and MLflow's scoring protocol (/invocations);
+    and an OpenAI-compatible API (/v1/models, /v1/embeddings,
+    /v1/chat/completions over --rag collections).
 
     Every endpoint but the health checks needs an API key (`shipyard keys
     create`), sent as 'Authorization: Bearer <key>' or 'X-API-Key'."""
@@ -53,19 +63,37 @@ def serve_command(
 
     if (ssl_keyfile is None) != (ssl_certfile is None):
         raise ConfigError("TLS needs both --ssl-keyfile and --ssl-certfile")
+    if ui and workers > 1:
+        raise ConfigError("--ui needs --workers 1: UI logins live in one process",
+                          hint="run `shipyard ui` beside a multi-worker server instead")
+    models, rag = list(models or []), list(rag or [])
+    if not models and not rag:
+        raise ConfigError("nothing to serve", hint="name model refs (shipyard serve "
+                                                   "fraud@champion) and/or --rag COLLECTION")
     ws = open_workspace()
     for ref in models:  # fail before binding the port
         version = ws.models.get(ref)
         console.print(f"serving {ref} → {version.ref}")
+    for ref in rag:
+        collection = ws.rag.get(ref)
+        console.print(f"serving RAG collection {ref} → {collection.ref} "
+                      f"(OpenAI-compatible at /v1)")
     if no_auth:
         err_console.print("[bold red]WARNING: --no-auth: anyone who can reach "
                           f"{host}:{port} can use this server.[/]")
     scheme = "https" if ssl_certfile else "http"
     console.print(f"listening on {scheme}://{host}:{port} (docs at /docs)")
+    mounts = None
+    if ui:
+        from shipyard.ui import create_ui_app
+
+        mounts = {"/ui": create_ui_app(ws, auth=not no_auth)}
+        console.print(f"web UI at {scheme}://{host}:{port}/ui/")
     run(ws, list(models), host=host, port=port, workers=workers, ssl_keyfile=ssl_keyfile,
         ssl_certfile=ssl_certfile, auth=not no_auth, max_body_bytes=max_body_bytes,
         max_rows=max_rows, reload_interval=reload_interval,
-        prediction_log=not no_prediction_log, onnx=not no_onnx, batching=not no_batching)
+        prediction_log=not no_prediction_log, onnx=not no_onnx, batching=not no_batching,
+        **({"mounts": mounts} if mounts else {}), **({"rag": rag} if rag else {}))
 
 
 keys_app = typer.Typer(

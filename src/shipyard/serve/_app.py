@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import shipyard
 from shipyard.serve._auth import requires
+from shipyard.serve._openai import openai_error_body, speaks_openai
 from shipyard.serve._responses import (
     ORJSON_OPTIONS,
     FastJSONResponse,
@@ -151,7 +152,9 @@ def _error(scope: Scope, exc: ServeError, *, close: bool = False) -> Response:
     headers = dict(exc.headers or {})
     if close:
         headers["Connection"] = "close"  # the unread rest of the body must not be parsed
-    return Response(orjson.dumps(error_body(path, exc.code, exc.message), option=ORJSON_OPTIONS),
+    body = (openai_error_body(status, exc.code, exc.message, getattr(exc, "param", None))
+            if speaks_openai(scope) else error_body(path, exc.code, exc.message))
+    return Response(orjson.dumps(body, option=ORJSON_OPTIONS),
                     status_code=status, media_type="application/json", headers=headers)
 
 
@@ -219,7 +222,8 @@ def create_app(ws: Workspace, models: list[str], *, auth: bool = True,
                reload_interval: float = 10.0, key_cache_ttl: float = 5.0,
                prediction_log: bool = True, log_flush_interval: float = 1.0,
                onnx: bool = True, batching: bool = True, max_batch_rows: int = 512,
-               max_wait_ms: float = 2.0) -> FastAPI:
+               max_wait_ms: float = 2.0, mounts: dict[str, Any] | None = None,
+               rag: list[str] | None = None) -> FastAPI:
     """The prediction server for ``models`` (registry refs, e.g. ``fraud@champion``).
 
     Parameters
@@ -255,6 +259,16 @@ def create_app(ws: Workspace, models: list[str], *, auth: bool = True,
     max_batch_rows, max_wait_ms
         Most rows a merged prediction holds; longest it waits for more
         requests (only under concurrency: a lone request never waits).
+    mounts
+        Other ASGI apps served on the same port, ``{path: app}`` (``shipyard
+        serve --ui`` mounts the web UI at ``/ui``); a path that a route of the
+        server lives under is refused, so a mount never shadows it.
+    rag
+        RAG collections the OpenAI-compatible chat endpoint answers from
+        (``docs``, ``docs@2``; see :mod:`shipyard.serve._openai`). The
+        OpenAI endpoints (``/v1/models``, ``/v1/embeddings``,
+        ``/v1/chat/completions``) are always mounted; a server may serve
+        collections and no models.
 
     Returns
     -------
@@ -271,11 +285,13 @@ def create_app(ws: Workspace, models: list[str], *, auth: bool = True,
     from shipyard.deploy import PredictionLog
     from shipyard.serve._simple import router as simple_router
     from shipyard.serve._v2 import router as v2_router
+    from shipyard.serve._openai import install as install_openai, router as openai_router
 
-    if not models:
+    if not models and not rag:
         from shipyard.errors import ConfigError
 
-        raise ConfigError("no models to serve", hint="name one or more refs: fraud@champion")
+        raise ConfigError("nothing to serve", hint="name one or more model refs "
+                                                   "(fraud@champion) or RAG collections (docs)")
     slots = ModelSlots(ws, list(models), reload_interval=reload_interval, max_rows=max_rows,
                        onnx=onnx)
     metrics_ = ServerMetrics(monitor_interval=reload_interval or 10.0)
@@ -295,6 +311,7 @@ def create_app(ws: Workspace, models: list[str], *, auth: bool = True,
         from starlette.concurrency import run_in_threadpool
 
         await run_in_threadpool(slots.load)
+        await run_in_threadpool(app.state.openai.warm)
         # Models and libraries are loaded for good: move them out of the
         # collector's generations, so records queued for the prediction log do
         # not trigger full collections over them (100+ ms pauses at p99).
@@ -323,14 +340,29 @@ def create_app(ws: Workspace, models: list[str], *, auth: bool = True,
                               "MLflow's scoring protocol for registered models.",
                   lifespan=lifespan, default_response_class=FastJSONResponse)
     app.state.serving = state
-    for router in (ops, simple_router, v2_router, mlflow_router):
+    for router in (ops, openai_router, simple_router, v2_router, mlflow_router):
         app.include_router(router)
+    install_openai(app, ws, rag or [])
     app.add_exception_handler(ServeError, _serve_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_middleware(FrontDoor, max_body_bytes=max_body_bytes, metrics=metrics_)
     install_openapi(app)
+    for path, sub in (mounts or {}).items():
+        _mount(app, path, sub)
     return app
+
+
+def _mount(app: FastAPI, path: str, sub: Any) -> None:
+    from shipyard.errors import ConfigError
+
+    path = "/" + path.strip("/")
+    taken = [r.path for r in app.routes if getattr(r, "path", "") == path
+             or getattr(r, "path", "").startswith(path + "/")]
+    if path == "/" or taken:
+        raise ConfigError(f"cannot mount an app at {path}: the server's own routes live there "
+                          f"({', '.join(taken[:3]) or '/'})", hint="pick another path")
+    app.mount(path, sub)
 
 
 # -------------------------------------------------------------- runner
@@ -358,6 +390,11 @@ def run(ws: Workspace, models: list[str], *, host: str = "127.0.0.1", port: int 
     ssl = {"ssl_keyfile": ssl_keyfile, "ssl_certfile": ssl_certfile}
     common = dict(host=host, port=port, loop="uvloop", http="httptools", log_level=log_level,
                   proxy_headers=False, server_header=False, **ssl)
+    if workers > 1 and options.get("mounts"):
+        from shipyard.errors import ConfigError
+
+        raise ConfigError("mounted apps need --workers 1: each worker process would hold its "
+                          "own copy (and the web UI its own logins)")
     if workers > 1:
         os.environ[CONFIG_ENV] = orjson.dumps({
             "home": str(ws.settings.home), "db_url": ws.settings.db_url,
