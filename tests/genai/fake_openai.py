@@ -45,12 +45,20 @@ class FakeOpenAI:
         ``messages → answer text`` of the chat endpoint.
     requests
         ``(path, JSON body)`` of every request received.
+    usage
+        ``messages → {"prompt_tokens", "completion_tokens"}`` reported by the
+        chat endpoint (default zeros); ``None`` omits ``usage``.
+    status
+        HTTP status of the chat endpoint (an error body when not 200).
     """
 
     def __init__(self, dim: int = 32,
-                 reply: Callable[[list[dict]], str] = first_passage_answer):
+                 reply: Callable[[list[dict]], str] = first_passage_answer,
+                 usage: Callable[[list[dict]], dict] | None | str = "zeros"):
         self.dim = dim
         self.reply = reply
+        self.usage = usage
+        self.status = 200
         self.requests: list[tuple[str, dict]] = []
         fake = self
 
@@ -70,6 +78,15 @@ class FakeOpenAI:
                                      "embedding": hashed_vector(t, fake.dim)}
                                     for i, t in enumerate(texts)],
                            "usage": {"prompt_tokens": 0, "total_tokens": 0}}
+                elif self.path.endswith("/chat/completions") and fake.status != 200:
+                    data = json.dumps({"error": {"message": "the fake model is down",
+                                                 "type": "server_error"}}).encode()
+                    self.send_response(fake.status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
                 elif self.path.endswith("/chat/completions"):
                     out = {"id": "chatcmpl-1", "object": "chat.completion", "created": 0,
                            "model": body.get("model"),
@@ -78,6 +95,11 @@ class FakeOpenAI:
                                                     "content": fake.reply(body["messages"])}}],
                            "usage": {"prompt_tokens": 0, "completion_tokens": 0,
                                      "total_tokens": 0}}
+                    if fake.usage is None:
+                        del out["usage"]
+                    elif callable(fake.usage):
+                        counts = fake.usage(body["messages"])
+                        out["usage"] = {**counts, "total_tokens": sum(counts.values())}
                 else:
                     self.send_response(404)
                     self.end_headers()
@@ -91,6 +113,11 @@ class FakeOpenAI:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def chat_calls(self) -> int:
+        """Requests the chat endpoint received."""
+        return sum(1 for path, _ in self.requests if path.endswith("/chat/completions"))
 
     @property
     def url(self) -> str:

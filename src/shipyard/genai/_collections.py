@@ -13,6 +13,11 @@ version refers to (run artifacts are referenced records).
 A version becomes visible only when its run ends ``FINISHED``, after its
 index table is complete: an ingestion that fails leaves the previous version
 as it was and drops its half-built table.
+
+Aliases (``docs@champion``) are entries of the audit log (object type
+``rag.collection``, actions ``rag.alias.set`` / ``rag.alias.remove``): an
+alias's holder is its latest entry, so every move is audited by construction
+and needs no table of its own.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from shipyard.errors import CollectionNotFoundError, GenAIError
 from shipyard.genai._records import Chunk
-from shipyard.names import check_name, check_version_number
+from shipyard.names import ALIAS_PATTERN, check_name, check_version_number, shown
 
 if TYPE_CHECKING:
     from shipyard import Workspace
@@ -37,7 +42,10 @@ TAG_VERSION = "rag.version"
 TAG_MANIFEST = "rag.manifest"
 TAG_DROPPED = "rag.dropped_through"
 MANIFEST_FORMAT = 1
-_REF_HINT = "refer to a collection as NAME, NAME@latest or NAME@N (e.g. docs@2)"
+ALIAS_OBJECT = "rag.collection"
+ALIAS_ACTION = "rag.alias"
+_REF_HINT = ("refer to a collection as NAME, NAME@latest, NAME@N or NAME@ALIAS "
+             "(e.g. docs@2, docs@champion)")
 
 
 def check_collection_name(name: object) -> str:
@@ -45,12 +53,14 @@ def check_collection_name(name: object) -> str:
     return check_name(name, "collection", GenAIError, example="docs")
 
 
-def parse_collection_ref(ref: object) -> tuple[str, int | None]:
+def parse_collection_ref(ref: object) -> tuple[str, int | str | None]:
     """``"docs"``, ``"docs@latest"`` → ``("docs", None)``; ``"docs@2"`` →
-    ``("docs", 2)``.
+    ``("docs", 2)``; ``"docs@champion"`` → ``("docs", "champion")``.
 
     >>> parse_collection_ref("docs@2"), parse_collection_ref("docs")
     (('docs', 2), ('docs', None))
+    >>> parse_collection_ref("docs@champion")
+    ('docs', 'champion')
     """
     if isinstance(ref, CollectionVersion):
         return ref.name, ref.version
@@ -60,7 +70,20 @@ def parse_collection_ref(ref: object) -> tuple[str, int | None]:
     check_collection_name(name)
     if not sep or version == "latest":
         return name, None
+    if version[:1].isalpha():
+        return name, check_collection_alias(version)
     return name, check_version_number(version, ref, "collection", GenAIError, _REF_HINT)
+
+
+def check_collection_alias(alias: object) -> str:
+    """Return ``alias`` if it can name versions of a collection (as model
+    aliases: lowercase letter first, then up to 63 lowercase letters, digits,
+    ``_`` and ``-``; not ``latest``)."""
+    if not isinstance(alias, str) or not ALIAS_PATTERN.fullmatch(alias) or alias == "latest":
+        raise GenAIError(f"{shown(alias)} is not a valid collection alias",
+                         hint="start with a lowercase letter; use up to 64 lowercase letters, "
+                              "digits, '_' and '-' (e.g. champion); 'latest' is reserved")
+    return alias
 
 
 @dataclass(frozen=True)
@@ -271,6 +294,18 @@ class CollectionRecords:
                                           hint="create one with ws.rag.ingest(name, paths)")
         if number is None:
             return self._load(visible[-1][1])
+        if isinstance(number, str):
+            alias, aliases = number, self.aliases(name)
+            if alias not in aliases:
+                raise CollectionNotFoundError(
+                    f"collection {name!r} has no alias {alias!r}; aliases: "
+                    f"{', '.join(sorted(aliases)) or 'none'}",
+                    hint=f"promote a version with ws.rag.promote('{name}@N', questions)")
+            number = aliases[alias]
+            if all(v != number for v, _ in visible):
+                raise CollectionNotFoundError(
+                    f"alias {alias!r} of {name!r} points at version {number}, which was "
+                    "dropped", hint=f"promote a newer version of {name}")
         for version, digest in visible:
             if version == number:
                 return self._load(digest)
@@ -280,9 +315,91 @@ class CollectionRecords:
             f"collection {name!r} has no version {number}; versions: "
             f"{ranges(v for v, _ in visible)}", hint=f"use {name}@latest for the newest")
 
+    # ------------------------------------------------------------ aliases
+    def alias_history(self, name: str) -> list[dict[str, Any]]:
+        """Every alias move of collection ``name``, oldest first: ``{alias,
+        event ("set"/"remove"), version, previous_version, ts, actor,
+        reason}``."""
+        check_collection_name(name)
+        return [_alias_event(e) for e in self._ws.audit.entries(
+            ALIAS_OBJECT, name, action=ALIAS_ACTION)]
+
+    def aliases(self, name: str) -> dict[str, int]:
+        """Alias → version number of collection ``name`` now."""
+        return _replay(self.alias_history(name))
+
+    def set_alias(self, name: str, alias: str, version: int, *, actor: str | None = None,
+                  reason: str | None = None, details: dict[str, Any] | None = None
+                  ) -> int | None:
+        """Point ``alias`` at ``version`` (an audit entry ``rag.alias.set``,
+        whose ``details`` add to the move's); return the previous holder.
+        The version must be visible."""
+        return self._move(name, alias, version, actor=actor, reason=reason,
+                          details=details)
+
+    def remove_alias(self, name: str, alias: str, *, actor: str | None = None,
+                     reason: str | None = None) -> int | None:
+        """Remove ``alias``; return the version it pointed at."""
+        return self._move(name, alias, None, actor=actor, reason=reason, details=None)
+
+    def _move(self, name: str, alias: str, version: int | None, *, actor: str | None,
+              reason: str | None, details: dict[str, Any] | None) -> int | None:
+        from sqlalchemy import select
+
+        from shipyard.security import resolve_actor
+        from shipyard.store.tables import AuditEntryRow
+
+        check_collection_name(name)
+        check_collection_alias(alias)
+        if version is not None and all(v != version for v, _ in self.numbers(name)[0]):
+            self.get(f"{name}@{version}")  # raises, naming the versions there are
+        actor = resolve_actor(actor)
+
+        def write(session) -> int | None:
+            # Read the holder under the audit lock: two moves cannot both see it.
+            self._ws.audit.lock(session)
+            rows = session.execute(select(AuditEntryRow.action, AuditEntryRow.details).where(
+                AuditEntryRow.object_type == ALIAS_OBJECT, AuditEntryRow.object_id == name,
+                AuditEntryRow.action.startswith(ALIAS_ACTION + ".")
+            ).order_by(AuditEntryRow.seq)).all()
+            holders = _replay([{"event": a.rsplit(".", 1)[-1], **(d or {})} for a, d in rows])
+            previous = holders.get(alias)
+            if version is None and previous is None:
+                raise CollectionNotFoundError(f"collection {name!r} has no alias {alias!r}")
+            event = "set" if version is not None else "remove"
+            self._ws.audit.append(session, actor=actor, action=f"{ALIAS_ACTION}.{event}",
+                                  object_type=ALIAS_OBJECT, object_id=name, reason=reason,
+                                  details={**(details or {}), "alias": alias,
+                                           "version": version, "previous_version": previous})
+            return previous
+
+        return self._ws.db.retry(write, what=f"move alias {alias} of collection {name}",
+                                 conflicts=True)
+
     def names(self) -> list[str]:
         """Names of the collections with a visible version."""
         runs = self._ws.runs.search(f"tags.`{TAG_KIND}` = 'ingest'", experiment=EXPERIMENT,
                                     status="FINISHED", limit=None)
         candidates = sorted({r.tags.get(TAG_COLLECTION) for r in runs} - {None})
         return [n for n in candidates if self.numbers(n)[0]]
+
+
+def _alias_event(entry: Any) -> dict[str, Any]:
+    details = entry.details or {}
+    return {"alias": details.get("alias"), "event": entry.action.rsplit(".", 1)[-1],
+            "version": details.get("version"), "previous_version":
+            details.get("previous_version"), "ts": entry.ts, "actor": entry.actor,
+            "reason": entry.reason}
+
+
+def _replay(events: Sequence[dict[str, Any]]) -> dict[str, int]:
+    holders: dict[str, int] = {}
+    for event in events:
+        alias = event.get("alias")
+        if not isinstance(alias, str):
+            continue
+        if event.get("event") == "set" and isinstance(event.get("version"), int):
+            holders[alias] = event["version"]
+        elif event.get("event") == "remove":
+            holders.pop(alias, None)
+    return holders

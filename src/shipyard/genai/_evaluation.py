@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -24,6 +25,10 @@ from shipyard.genai._records import Answer, Document, Hit
 from shipyard.genai._retrieval import MODES, Retriever, reciprocal_rank_fusion
 
 NDCG_AT = 10
+#: Longest question text accepted, in characters.
+MAX_QUESTION_CHARS = 10_000
+#: Most questions one evaluation or promotion takes.
+MAX_QUESTIONS = 20_000
 
 
 @dataclass(frozen=True)
@@ -49,9 +54,19 @@ class Question:
         if isinstance(item, Question):
             return item
         if isinstance(item, Mapping) and "text" in item:
+            text = item["text"]
+            if not isinstance(text, str) or not text.strip() or "\x00" in text \
+                    or len(text) > MAX_QUESTION_CHARS:
+                raise GenAIError(f"a question's text must be 1 to {MAX_QUESTION_CHARS:,} "
+                                 f"characters without NUL, got {str(text)[:60]!r}"
+                                 + (f" ({len(text):,} characters)" if isinstance(text, str)
+                                    else ""))
             rel = item.get("relevant") or ()
             rel = (rel,) if isinstance(rel, str) else tuple(rel)
-            return cls(text=str(item["text"]), relevant=rel, id=item.get("id"))
+            if not all(isinstance(r, str) for r in rel):
+                raise GenAIError(f"the relevant documents of question {text[:60]!r} must be "
+                                 "document ids (text)")
+            return cls(text=text, relevant=rel, id=item.get("id"))
         raise GenAIError(f"a question is a Question or a mapping with 'text' and 'relevant', "
                          f"got {type(item).__name__}")
 
@@ -193,7 +208,13 @@ class EvaluationReport:
         ``"<mode or answers>.<score>"`` → why it is ``None`` or how many
         questions were left out.
     per_question
-        One dict per question: text, relevant, each mode's ranking and scores.
+        One dict per question: text, relevant, each mode's ranking and scores
+        (and ``answer``, ``judge`` when answers were evaluated).
+    judge
+        The LLM judge's means and accounting (:meth:`JudgeReport.to_dict`),
+        or ``{"dry_run": True, "estimate": ...}``; ``None`` without a judge.
+    prompt
+        The prompt template version the answers were written with, if any.
     """
 
     k: int
@@ -202,6 +223,8 @@ class EvaluationReport:
     answers: dict[str, float | None] | None = None
     not_scorable: dict[str, str] = field(default_factory=dict)
     per_question: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    judge: dict[str, Any] | None = None
+    prompt: str | None = None
 
     def metrics(self) -> dict[str, float]:
         """Flat ``mode.score`` → value, the scorable ones only (for tracking:
@@ -214,6 +237,48 @@ class EvaluationReport:
         for name, value in (self.answers or {}).items():
             if value is not None:
                 out[f"answers.{name}"] = value
+        judge = self.judge or {}
+        if judge.get("dry_run"):
+            estimate = judge.get("estimate") or {}
+            for name in ("calls", "prompt_tokens", "completion_tokens", "cost"):
+                out[f"judge.estimated_{name}"] = float(estimate.get(name, 0))
+        else:
+            for name, value in (judge.get("means") or {}).items():
+                if value is not None:
+                    out[f"judge.{name}"] = value
+            for name in ("calls", "cached", "prompt_tokens", "completion_tokens",
+                         "usage_missing", "cost"):
+                if name in judge:
+                    out[f"judge.{name}"] = float(judge[name])
+        return out
+
+    def values(self) -> dict[str, float | None]:
+        """Every score by its gate name (``hybrid.ndcg@10``,
+        ``answers.groundedness``, ``judge.faithfulness``); ``None``: not
+        scorable."""
+        out: dict[str, float | None] = {}
+        for mode, scores in self.retrieval.items():
+            for name, value in scores.items():
+                out[f"{mode}.{name}"] = value
+        for name, value in (self.answers or {}).items():
+            out[f"answers.{name}"] = value
+        if self.judge and not self.judge.get("dry_run"):
+            for name, value in (self.judge.get("means") or {}).items():
+                out[f"judge.{name}"] = value
+        return out
+
+    def question_values(self, metric: str) -> list[float | None]:
+        """``metric`` (a gate name, see :meth:`values`) per question, in order."""
+        part, _, name = metric.partition(".")
+        out: list[float | None] = []
+        for item in self.per_question:
+            if part == "answers":
+                value = ((item.get("answer") or {}).get("scores") or {}).get(name)
+            elif part == "judge":
+                value = ((item.get("judge") or {}).get("scores") or {}).get(name)
+            else:
+                value = ((item.get(part) or {}).get("scores") or {}).get(name)
+            out.append(float(value) if isinstance(value, (int, float)) else None)
         return out
 
     def table(self) -> str:
@@ -238,9 +303,7 @@ def evaluate_retrieval(retriever: Retriever, questions: Sequence[Question | Mapp
                        k: int = 10, modes: Sequence[str] = MODES,
                        where: Mapping[str, Any] | None = None) -> EvaluationReport:
     """Ask every question in every mode and score the document rankings."""
-    questions = [Question.coerce(q) for q in questions]
-    if not questions:
-        raise GenAIError("no questions to evaluate", hint="pass at least one labelled question")
+    questions = coerce_questions(questions)
     bad = [m for m in modes if m not in MODES]
     if bad:
         raise GenAIError(f"unknown retrieval mode {bad[0]!r}", hint=f"use one of {MODES}")
@@ -268,6 +331,51 @@ def evaluate_retrieval(retriever: Retriever, questions: Sequence[Question | Mapp
                     if skipped < len(rows) else "no question has a relevant document")
     report.per_question = per_question
     return report
+
+
+def coerce_questions(questions: object) -> list[Question]:
+    """Questions from :class:`Question` objects or mappings, checked: at least
+    one, at most :data:`MAX_QUESTIONS`."""
+    if isinstance(questions, (str, bytes, Mapping)) or not isinstance(questions, Iterable):
+        raise GenAIError(f"questions must be a list of Questions or mappings, got "
+                         f"{type(questions).__name__}")
+    items = list(questions)
+    if not items:
+        raise GenAIError("no questions to evaluate", hint="pass at least one labelled question")
+    if len(items) > MAX_QUESTIONS:
+        raise GenAIError(f"{len(items):,} questions are over the limit of {MAX_QUESTIONS:,}",
+                         hint="evaluate a sample (known_item_questions(..., n=500))")
+    return [Question.coerce(q) for q in items]
+
+
+def evaluate_answers(report: EvaluationReport, retriever: Retriever, generator: Any, *,
+                     answer_k: int = 5, judge: Any = None, dry_run: bool = False) -> None:
+    """Answer each question of ``report`` with ``generator`` (hybrid search,
+    ``answer_k`` chunks), score the answers without an LLM and, with
+    ``judge``, by the judge (``dry_run``: only its estimate); fill
+    ``report.answers``, ``report.judge`` and the per-question entries."""
+    scores = []
+    answers = []
+    for item in report.per_question:
+        hits = retriever.search(item["text"], k=answer_k, mode="hybrid")
+        result = generator.generate(item["text"], hits)
+        answers.append(result)
+        scored = score_answer(result)
+        scores.append(scored)
+        item["answer"] = {"text": result.text, "refusal": result.refusal,
+                          "prompt": result.prompt, "scores": scored.to_dict()}
+    report.answers, why = aggregate_answer_scores(scores)
+    report.not_scorable.update(why)
+    if judge is None:
+        return
+    if dry_run:
+        report.judge = {"dry_run": True, "estimate": judge.estimate(answers).to_dict()}
+        return
+    judged = judge.judge_answers(answers)
+    report.judge = judged.to_dict()
+    report.not_scorable.update(judged.not_scorable)
+    for item, verdict in zip(report.per_question, judged.verdicts):
+        item["judge"] = verdict.to_dict()
 
 
 def aggregate_answer_scores(scores: Sequence[AnswerScores]) -> tuple[dict[str, float | None],
@@ -372,3 +480,279 @@ def tune_fusion(retriever: Retriever, questions: Sequence[Question], *, k: int =
     assert best is not None
     best.pop("key")
     return best
+
+
+# ------------------------------------------------------------------ promotion
+#: Champion comparisons: a bootstrap bound on the mean paired change, or a
+#: sign test on per-question wins and losses.
+CHAMPION_TESTS = ("paired_bootstrap", "sign")
+_GATE_TEXT = re.compile(
+    r"^\s*(?P<metric>[A-Za-z_][\w.@-]*)\s*(?P<op>>=|<=)\s*"
+    r"(?:(?P<champion>champion)\s*(?:-\s*(?P<drop>\d+(?:\.\d+)?))?|(?P<value>-?\d+(?:\.\d+)?))"
+    r"\s*$")
+_GATES_HINT = ('gates are {"metrics": {"hybrid.ndcg@10": {"min": 0.8}}, "champion": '
+               '{"metric": "hybrid.ndcg@10", "max_drop": 0.02}} or lines like '
+               '"hybrid.ndcg@10 >= 0.8" and "hybrid.ndcg@10 >= champion - 0.02"')
+
+
+def _pydantic_rules():
+    from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+    from shipyard.evaluate import MetricRule
+
+    class ChampionRule(BaseModel):
+        """The candidate may be worse than the alias holder on ``metric`` by
+        at most ``max_drop``, on the same questions (see
+        :func:`champion_check`)."""
+
+        model_config = ConfigDict(extra="forbid", frozen=True)
+        metric: str
+        max_drop: float = Field(0.0, ge=0, le=1)
+        test: str = "paired_bootstrap"
+        alpha: float = Field(0.05, gt=0, lt=1)
+        n_resamples: int = Field(2000, ge=100, le=100_000)
+        seed: int = 0
+
+        @field_validator("test")
+        @classmethod
+        def _test(cls, value: str) -> str:
+            if value not in CHAMPION_TESTS:
+                raise ValueError(f"test must be one of {CHAMPION_TESTS}")
+            return value
+
+    class Policy(BaseModel):
+        """Gates of a collection or prompt version (see :func:`load_rag_gates`)."""
+
+        model_config = ConfigDict(extra="forbid", frozen=True)
+        metrics: dict[str, MetricRule] = {}
+        champion: list[ChampionRule] = []
+
+        @field_validator("champion", mode="before")
+        @classmethod
+        def _one_or_many(cls, value: Any) -> Any:
+            return [value] if isinstance(value, Mapping) else value
+
+    return Policy, ChampionRule
+
+
+def load_rag_gates(gates: Any, *, default_metric: str, known: Sequence[str]) -> Any:
+    """A checked gate policy from a mapping (the model gates' ``metrics``
+    vocabulary plus ``champion`` rules with ``max_drop``) or a list of lines
+    (``"hybrid.ndcg@10 >= 0.8"``, ``"hybrid.mrr@10 >= champion - 0.02"``).
+    ``None``: the candidate may not be worse than the champion on
+    ``default_metric``. Metric names must be among ``known``.
+
+    Raises
+    ------
+    GenAIError
+        A malformed policy, a line that does not parse, an unknown metric.
+    """
+    from pydantic import ValidationError
+
+    policy_cls, _ = _pydantic_rules()
+    if gates is None:
+        gates = {"champion": {"metric": default_metric}}
+    if isinstance(gates, str):
+        gates = [gates]
+    if isinstance(gates, Sequence) and not isinstance(gates, Mapping):
+        gates = _gates_from_lines(gates)
+    if not isinstance(gates, Mapping):
+        raise GenAIError(f"gates must be a mapping or a list of lines, got "
+                         f"{type(gates).__name__}", hint=_GATES_HINT)
+    try:
+        policy = policy_cls.model_validate(dict(gates))
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}"
+                             for e in exc.errors())
+        raise GenAIError(f"invalid gates: {problems}", hint=_GATES_HINT) from exc
+    names = [*policy.metrics, *(r.metric for r in policy.champion)]
+    unknown = [n for n in names if n.replace("_at_", "@") not in known]
+    if unknown:
+        raise GenAIError(f"unknown gate metric {unknown[0]!r}",
+                         hint=f"gate on one of: {', '.join(known)}")
+    if not names:
+        raise GenAIError("the gates hold no rule", hint=_GATES_HINT)
+    lower = [r.metric for r in policy.champion if r.metric.endswith("refusal_rate")]
+    if lower:
+        raise GenAIError(f"{lower[0]} is better when lower; champion rules compare scores "
+                         "where higher is better",
+                         hint=f"bound it instead: '{lower[0]} <= 0.2'")
+    return policy
+
+
+def _gates_from_lines(lines: Sequence[Any]) -> dict[str, Any]:
+    metrics: dict[str, dict[str, float]] = {}
+    champion: list[dict[str, Any]] = []
+    for line in lines:
+        if not isinstance(line, str) or len(line) > 300:
+            raise GenAIError(f"a gate line must be text of at most 300 characters, got "
+                             f"{str(line)[:60]!r}", hint=_GATES_HINT)
+        match = _GATE_TEXT.match(line)
+        if match is None:
+            raise GenAIError(f"cannot read the gate {line!r}", hint=_GATES_HINT)
+        metric = match["metric"]
+        if match["champion"]:
+            if match["op"] != ">=":
+                raise GenAIError(f"gate {line!r}: compare with the champion as "
+                                 "'METRIC >= champion - DROP'", hint=_GATES_HINT)
+            champion.append({"metric": metric, "max_drop": float(match["drop"] or 0.0)})
+        else:
+            metrics.setdefault(metric, {})["min" if match["op"] == ">=" else "max"] = \
+                float(match["value"])
+    return {"metrics": metrics, "champion": champion}
+
+
+def known_metrics(modes: Sequence[str], k: int, *, answers: bool,
+                  judge_criteria: Sequence[str] = ()) -> list[str]:
+    """The gate names an evaluation with these settings measures."""
+    names = [f"{m}.{s}" for m in modes
+             for s in (f"hit_rate@{k}", f"recall@{k}", f"mrr@{k}", f"ndcg@{NDCG_AT}")]
+    if answers:
+        names += [f"answers.{s}" for s in ("groundedness", "citation_precision",
+                                           "citation_recall", "refusal_rate")]
+    names += [f"judge.{c}" for c in judge_criteria]
+    return names
+
+
+def champion_check(rule: Any, candidate: Sequence[float | None],
+                   champion: Sequence[float | None] | None) -> Any:
+    """Whether the candidate is no worse than the champion by more than
+    ``rule.max_drop`` on ``rule.metric``, paired over the questions both
+    could be scored on.
+
+    ``paired_bootstrap``: the mean per-question change ``candidate −
+    champion`` is resampled ``n_resamples`` times (seeded); it passes iff the
+    lower ``1 − alpha`` bound is at least ``−max_drop`` (identical versions
+    pass: every change is 0). ``sign``: questions where the candidate is
+    worse by more than ``max_drop`` are losses, better ones wins; it fails
+    iff losses outnumber wins and P(Binomial(wins + losses, ½) ≥ losses) <
+    ``alpha``.
+    """
+    from shipyard.evaluate import GateCheck
+
+    metric = rule.metric.replace("_at_", "@")
+    name = f"champion.{metric}.{rule.test}"
+    threshold = -rule.max_drop
+    if champion is None:
+        return GateCheck(name, True, None, threshold, "no current champion")
+    pairs = [(a, b) for a, b in zip(candidate, champion) if a is not None and b is not None]
+    if not pairs:
+        return GateCheck(name, False, None, threshold,
+                         "not measured: no question is scorable for both versions")
+    diff = np.array([a - b for a, b in pairs], dtype=float)
+    observed = float(diff.mean())
+    if rule.test == "sign":
+        from scipy.stats import binomtest
+
+        losses = int(np.sum(diff < -rule.max_drop - 1e-12))
+        wins = int(np.sum(diff > 1e-12))
+        p = float(binomtest(losses, wins + losses, 0.5, alternative="greater").pvalue) \
+            if wins + losses else 1.0
+        ok = not (losses > wins and p < rule.alpha)
+        return GateCheck(name, ok, observed, threshold,
+                         f"{metric}: candidate better on {wins}, worse by more than "
+                         f"{rule.max_drop:g} on {losses} of {len(diff)} questions, p={p:.3g} "
+                         f"vs alpha {rule.alpha:g}: {'no worse' if ok else 'worse'}")
+    rng = np.random.default_rng(rule.seed)
+    idx = rng.integers(0, len(diff), size=(rule.n_resamples, len(diff)))
+    low = float(np.quantile(diff[idx].mean(axis=1), rule.alpha))
+    ok = low >= threshold - 1e-12
+    return GateCheck(name, ok, observed, threshold,
+                     f"{metric}: mean change {observed:+.4g} over {len(diff)} questions, lower "
+                     f"{1 - rule.alpha:.0%} bound {low:+.4g} vs {threshold:+.4g}: "
+                     f"{'no worse' if ok else 'worse'}")
+
+
+def check_rag_gates(policy: Any, candidate: EvaluationReport,
+                    champion: EvaluationReport | None) -> Any:
+    """Every gate's verdict (:class:`~shipyard.evaluate.GateResult`): the
+    absolute ``metrics`` rules on the candidate's scores (a score that is not
+    scorable fails: "not measured"), then each champion rule."""
+    from shipyard.evaluate import GatePolicy, GateResult, check_gates
+
+    values = {k: v for k, v in candidate.values().items() if v is not None}
+    absolute = check_gates(GatePolicy(metrics={k.replace("_at_", "@"): v
+                                               for k, v in policy.metrics.items()}),
+                           {"metrics": values})
+    checks = list(absolute.checks)
+    for rule in policy.champion:
+        metric = rule.metric.replace("_at_", "@")
+        checks.append(champion_check(rule, candidate.question_values(metric),
+                                     None if champion is None
+                                     else champion.question_values(metric)))
+    return GateResult(checks)
+
+
+@dataclass(frozen=True)
+class RagPromotion:
+    """What :meth:`Rag.promote` / :meth:`Rag.promote_prompt` decided.
+
+    Attributes
+    ----------
+    kind
+        ``"collection"`` or ``"prompt"``.
+    candidate
+        The version tried (``docs@3``, ``qa@2``).
+    champion
+        The alias holder it was compared with, or ``None``.
+    alias
+        The alias it was to take.
+    promoted
+        Whether the alias now points at the candidate.
+    gates
+        Every gate's verdict (:class:`~shipyard.evaluate.GateResult`).
+    candidate_scores, champion_scores
+        Scores by gate name (``None``: not scorable / no champion).
+    run_id
+        The tracking run that records the attempt (``None`` if ``already``).
+    already
+        The candidate held the alias already; nothing was evaluated.
+    questions
+        How many questions both were evaluated on.
+    """
+
+    kind: str
+    candidate: str
+    champion: str | None
+    alias: str
+    promoted: bool
+    gates: Any
+    candidate_scores: dict[str, float | None] = field(default_factory=dict)
+    champion_scores: dict[str, float | None] | None = None
+    run_id: str | None = None
+    already: bool = False
+    questions: int = 0
+
+    @property
+    def passed(self) -> bool:
+        """Whether every gate passed."""
+        return self.gates.passed
+
+    def table(self) -> str:
+        """The gates as a text table, then the verdict."""
+        head = (f"{self.kind} {self.candidate} -> @{self.alias} (champion: "
+                f"{self.champion or 'none'}, {self.questions} questions)")
+        if self.already:
+            return f"{head}\nalready holds @{self.alias}: nothing to do"
+        rows = [("gate", "observed", "threshold", "result", "why")]
+        for c in self.gates.checks:
+            rows.append((c.name, "n/a" if c.observed is None else f"{c.observed:+.4f}"
+                         if c.name.startswith("champion.") else f"{c.observed:.4f}",
+                         "n/a" if c.threshold is None else f"{c.threshold:g}",
+                         "pass" if c.passed else "FAIL", c.reason))
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        lines = [head] + ["  ".join(r[i].ljust(widths[i]) for i in range(4)) + "  " + r[4]
+                          for r in rows]
+        verdict = (f"promoted: @{self.alias} -> {self.candidate}" if self.promoted else
+                   f"refused: @{self.alias} stays on {self.champion or '(unset)'}")
+        return "\n".join([*lines, verdict])
+
+    def __str__(self) -> str:
+        return self.table()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "candidate": self.candidate, "champion": self.champion,
+                "alias": self.alias, "promoted": self.promoted, "passed": self.passed,
+                "gates": self.gates.to_dict(), "candidate_scores": self.candidate_scores,
+                "champion_scores": self.champion_scores, "run_id": self.run_id,
+                "already": self.already, "questions": self.questions}
