@@ -199,3 +199,12 @@ def test_answers_record_the_prompt_version_they_were_written_with(ws, embedder, 
         assert unregistered.version is None and unregistered.ref == "unregistered"
     finally:
         rag.close()
+
+
+def test_loading_a_prompt_as_a_model_says_what_it_is(ws):
+    from shipyard.errors import RegistryError
+
+    ws.rag.prompts.register("qa", template=TEMPLATE)
+    with pytest.raises(RegistryError, match="prompt template, not a model") as caught:
+        ws.models.get("prompt.qa@1").load()
+    assert "ws.rag.prompts.get('qa@1')" in caught.value.hint

@@ -74,6 +74,12 @@ class ModelVersion:
             from shipyard.errors import RegistryError
 
             raise RegistryError(f"{self.ref} is not attached to a workspace")
+        if self.tags.get("shipyard.kind") == "prompt":
+            from shipyard.errors import RegistryError
+
+            raise RegistryError(f"{self.ref} is a prompt template, not a model",
+                                hint=f"read it with ws.rag.prompts.get("
+                                     f"{self.ref.removeprefix('prompt.')!r})")
         return load_stored(self._workspace.artifacts, self.artifact_digest)
 
     def __str__(self) -> str:
