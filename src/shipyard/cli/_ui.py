@@ -17,7 +17,9 @@ def ui_command(
         "--no-auth", help="No login: everyone who can reach the port is an admin. For a "
                           "trusted machine only.")] = False,
 ) -> None:
-    """Browse runs, datasets, models, deployments and the audit log in a browser.
+    """Browse runs, datasets, models, deployments, monitoring, RAG traces and the
+    audit log in a browser (`shipyard serve MODEL --ui` serves the same pages
+    under /ui of the prediction server).
 
     Log in with an API key of the workspace (`shipyard keys create NAME`): any
     key can read; only an admin key can move or roll back aliases."""

@@ -357,12 +357,24 @@ def _mount(app: FastAPI, path: str, sub: Any) -> None:
     from shipyard.errors import ConfigError
 
     path = "/" + path.strip("/")
-    taken = [r.path for r in app.routes if getattr(r, "path", "") == path
-             or getattr(r, "path", "").startswith(path + "/")]
+    paths = set(_route_paths(app.routes)) | set(app.openapi().get("paths") or {})
+    taken = sorted(p for p in paths if p == path or p.startswith(path + "/"))
     if path == "/" or taken:
         raise ConfigError(f"cannot mount an app at {path}: the server's own routes live there "
                           f"({', '.join(taken[:3]) or '/'})", hint="pick another path")
     app.mount(path, sub)
+
+
+def _route_paths(routes: Any) -> Any:
+    """Every route path, inside included routers too (FastAPI keeps those
+    wrapped, with the router's own routes under ``original_router``)."""
+    for route in routes:
+        if isinstance(getattr(route, "path", None), str):
+            yield route.path
+        inner = getattr(route, "routes", None) or getattr(
+            getattr(route, "original_router", None), "routes", None)
+        if inner:
+            yield from _route_paths(inner)
 
 
 # -------------------------------------------------------------- runner

@@ -7,7 +7,9 @@ with htmx; curves are drawn by uPlot from points the server has already cut
 down with LTTB. Both libraries ship inside the package (``static/vendor``):
 the UI works offline, with no build step.
 
-Run it with ``shipyard ui`` or mount the app elsewhere::
+Run it with ``shipyard ui``, beside the prediction server with ``shipyard
+serve MODEL --ui`` (under ``/ui``, same port, same API keys), or mount the
+app elsewhere::
 
     import shipyard
     from shipyard.ui import create_ui_app

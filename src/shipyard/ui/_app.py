@@ -14,7 +14,8 @@ from shipyard.ui._display import FILTERS
 from shipyard.ui._sessions import Guard, Sessions, UiSession
 
 if TYPE_CHECKING:
-    from fastapi import FastAPI, Request
+    from fastapi import FastAPI
+    from starlette.requests import Request
     from starlette.responses import Response
 
     from shipyard import Workspace
@@ -41,6 +42,10 @@ class Ui:
         #: Downsampled curves of ended runs (see ``_runs.downsampled``).
         self.curves: OrderedDict = OrderedDict()
         self.curves_lock = threading.Lock()
+        #: Deployment traffic summaries, a few seconds old at most (see
+        #: ``_deployments``): a page and its charts read the log once.
+        self.traffic: OrderedDict = OrderedDict()
+        self.traffic_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"Ui({self.ws!r}, auth={self.sessions.auth})"
@@ -181,9 +186,12 @@ def create_ui_app(ws: Workspace, *, auth: bool = True) -> FastAPI:
 
         app.include_router(_rag.router)
 
-    @app.get("/", include_in_schema=False)
     def home(request: Request) -> Response:
         return RedirectResponse(url(request, "/runs"), status_code=303)
+
+    # A plain Starlette route: FastAPI would read the annotation `Request`
+    # (imported for type checkers only) as a required query parameter.
+    app.add_route("/", home, include_in_schema=False)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> Response:

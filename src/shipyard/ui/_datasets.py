@@ -88,6 +88,8 @@ def dataset_version_page(request: Request, name: str, version: str) -> Response:
     models = [mv for m in ui.ws.models.list() for mv in ui.ws.models.versions(m.name)
               if mv.dataset_version == dv.ref]
     deployed = {name: ui.ws.deployments.get(name) for name in {mv.name for mv in models}}
+    from shipyard.ui._lineage import dataset_lineage
+
     return ui.page(request, "dataset_version.html", dv=dv, children=children,
                    columns=columns, bars=bars, validation=validation, models=models,
-                   deployed=deployed, active="datasets")
+                   deployed=deployed, graph=dataset_lineage(ui.ws, dv), active="datasets")

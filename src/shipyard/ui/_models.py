@@ -4,6 +4,10 @@ with a reason, audited by the registry)."""
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
 from fastapi import APIRouter, Form, Request
 from starlette.responses import RedirectResponse, Response
 
@@ -13,6 +17,7 @@ router = APIRouter()
 #: (see shipyard.evaluate: a run per report, tagged with the model ref).
 EVALUATION_EXPERIMENT = "evaluation"
 REPORT_HTML = "evaluation/report.html"
+REPORT_JSON = "evaluation/report.json"
 MODEL_CARD = "evaluation/model_card.md"
 MAX_REASON = 4000
 
@@ -26,6 +31,122 @@ def _evaluations(ws, ref: str, limit: int = 20) -> list:
                               limit=limit)
     except FilterSyntaxError:  # pragma: no cover - literal() always quotes
         return []
+
+
+#: How ``shipyard.evaluate.promote`` words the reason of the alias move it makes.
+_PASSED = re.compile(r"promotion gates passed on (?P<dataset>\S+): (?P<summary>.*)", re.DOTALL)
+_OVERRIDE = re.compile(r"override: (?P<why>.*); failed gates: (?P<failed>.*?); "
+                       r"on (?P<dataset>\S+): (?P<summary>\d+/\d+ gates passed.*)", re.DOTALL)
+_SUMMARY = re.compile(r"(?P<ok>\d+)/(?P<n>\d+) gates passed(?:; failed: (?P<failed>.*))?",
+                      re.DOTALL)
+
+
+@dataclass
+class Attempt:
+    """One promotion attempt as the workspace recorded it: the evaluation
+    run ``promote`` made (experiment ``evaluation``, tag ``model``) and, when
+    the alias moved, the move with the gate summary as its reason. A refused
+    promotion moves nothing, so it shows as an evaluation with no move."""
+
+    version: int | None
+    run: Any = None
+    move: Any = None
+    outcome: str = "evaluated"
+    dataset: str | None = None
+    passed: int | None = None
+    total: int | None = None
+    failed: list[str] = field(default_factory=list)
+    override: str | None = None
+
+    @property
+    def ts(self) -> float:
+        if self.move is not None:
+            return self.move.ts
+        return self.run.start_time if self.run is not None else 0.0
+
+
+def read_move(event: Any) -> Attempt | None:
+    """The attempt an alias move records, when ``promote`` made it (its
+    reason carries the gate summary); None for a manual move.
+
+    >>> from types import SimpleNamespace as E
+    >>> a = read_move(E(version=3, reason="promotion gates passed on t@1: 2/2 gates passed"))
+    >>> a.outcome, a.dataset, a.passed, a.total
+    ('promoted', 't@1', 2, 2)
+    >>> a = read_move(E(version=4, reason="override: ok by CFO; failed gates: x; on t@1: "
+    ...                 "1/2 gates passed; failed: x (0.5 < 0.9)"))
+    >>> a.outcome, a.override, a.failed
+    ('overridden', 'ok by CFO', ['x (0.5 < 0.9)'])
+    >>> read_move(E(version=1, reason="first release")) is None
+    True
+    """
+    reason = event.reason or ""
+    found = _PASSED.fullmatch(reason)
+    outcome, override = "promoted", None
+    if found is None:
+        found = _OVERRIDE.fullmatch(reason)
+        if found is None:
+            return None
+        outcome, override = "overridden", found.group("why")
+    attempt = Attempt(version=event.version, move=event, outcome=outcome,
+                      dataset=found.group("dataset"), override=override)
+    summary = _SUMMARY.match(found.group("summary"))
+    if summary is not None:
+        attempt.passed, attempt.total = int(summary.group("ok")), int(summary.group("n"))
+        if summary.group("failed"):
+            attempt.failed = [f.strip() for f in re.split(r"; (?=[\w.\-]+ \()",
+                                                          summary.group("failed"))]
+    return attempt
+
+
+def promotion_attempts(ws, name: str, versions: list, limit: int = 200) -> list[Attempt]:
+    """Every promotion attempt of model ``name``, newest first: each alias
+    move ``promote`` made, paired with the evaluation run it made just
+    before, and the evaluations of its versions that moved nothing."""
+    from shipyard.ui._paging import literal
+
+    refs = [v.ref for v in versions[-limit:]]
+    runs = []
+    if refs:
+        runs = ws.runs.search(f"tags.model IN ({', '.join(literal(r) for r in refs)})",
+                              experiment=EVALUATION_EXPERIMENT, limit=limit)
+    attempts = [a for a in (read_move(e) for e in ws.models.alias_history(name)
+                            if e.event in ("set", "rollback")) if a is not None]
+    used: set[str] = set()
+    for attempt in attempts:
+        ref = f"{name}@{attempt.version}"
+        earlier = [r for r in runs if r.id not in used and r.tags.get("model") == ref
+                   and r.params.get("dataset") == attempt.dataset
+                   and r.start_time <= attempt.move.ts]
+        if earlier:
+            attempt.run = max(earlier, key=lambda r: r.start_time)
+            used.add(attempt.run.id)
+    for run in runs:
+        if run.id not in used:
+            number = run.tags.get("model", "").rpartition("@")[2]
+            attempts.append(Attempt(version=int(number) if number.isdigit() else None,
+                                    run=run, outcome="not moved",
+                                    dataset=run.params.get("dataset")))
+    attempts.sort(key=lambda a: a.ts, reverse=True)
+    return attempts[:limit]
+
+
+def shap_bars(explanations: Any, width: int = 220) -> list[dict[str, Any]]:
+    """Bar lengths of the mean |SHAP| per input column of an evaluation
+    report's ``explanations`` section, largest first.
+
+    >>> [(b["feature"], b["width"]) for b in shap_bars({"importance": [
+    ...     {"feature": "a", "importance": 0.2}, {"feature": "b", "importance": 0.05}]})]
+    [('a', 220), ('b', 55)]
+    """
+    items = (explanations or {}).get("importance") or [] if isinstance(explanations,
+                                                                       dict) else []
+    values = [i.get("importance") for i in items if isinstance(i, dict)]
+    top = max((v for v in values if isinstance(v, (int, float))), default=0) or 0
+    return [{"feature": i.get("feature"), "importance": i.get("importance"),
+             "width": max(1, round(i["importance"] / top * width))
+             if top and isinstance(i.get("importance"), (int, float)) else 1}
+            for i in items[:50] if isinstance(i, dict)]
 
 
 @router.get("/models")
@@ -44,10 +165,11 @@ def model_page(request: Request, name: str) -> Response:
     audit = ws.audit.entries("model", name[:300], limit=50)
     deployment = ws.deployments.get(name[:300])
     ready = [v.version for v in versions if v.status == "READY"]
+    attempts = promotion_attempts(ws, name[:300], versions)
     return ui.page(request, "model.html", name=name, versions=list(reversed(versions)),
                    aliases=aliases, history=list(reversed(history)),
                    audit=list(reversed(audit)), deployment=deployment, ready=ready,
-                   active="models")
+                   attempts=attempts, report_path=REPORT_HTML, active="models")
 
 
 @router.get("/models/{name}/{version}")
@@ -68,9 +190,43 @@ def model_version_page(request: Request, name: str, version: str) -> Response:
     if evaluations and evaluations[0][2]:
         card = ws.runs.load_artifact(evaluations[0][0].id, MODEL_CARD).decode(
             "utf-8", "replace")[:100_000]
+    report = _latest_report(ws, evaluations)
+    versions = ws.models.versions(mv.name)
+    attempts = [a for a in promotion_attempts(ws, mv.name, versions)
+                if a.version == mv.version]
+    from shipyard.ui._lineage import model_lineage
+
     return ui.page(request, "model_version.html", mv=mv, lineage=lineage,
+                   graph=model_lineage(ws, mv),
                    evaluations=evaluations, card=card, report_path=REPORT_HTML,
-                   active="models")
+                   report=report, shap=shap_bars(report.get("explanations") if report else None),
+                   attempts=attempts, active="models")
+
+
+#: The largest stored report JSON the page reads.
+MAX_REPORT_BYTES = 20 * 1024 * 1024
+
+
+def _latest_report(ws, evaluations: list) -> dict | None:
+    """The report JSON of the newest evaluation that stored one."""
+    import json
+
+    for run, *_ in evaluations:
+        paths = {a.path: a for a in ws.runs.artifacts(run.id)}
+        artifact = paths.get(REPORT_JSON)
+        if artifact is None:
+            continue
+        if artifact.size_bytes > MAX_REPORT_BYTES:
+            return None
+        try:
+            data = json.loads(ws.runs.load_artifact(run.id, REPORT_JSON))
+        except ValueError:
+            return None
+        if isinstance(data, dict):
+            data["_run"] = run
+            return data
+        return None
+    return None
 
 
 def _admin_or_refuse(request: Request) -> Response | None:

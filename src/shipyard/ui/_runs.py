@@ -30,8 +30,11 @@ ATTRIBUTE_COLUMNS = {"name": "name", "experiment": "experiment", "status": "stat
                      "start_time": "started", "end_time": "ended", "duration": "duration",
                      "cpu_seconds": "CPU s", "peak_memory_mb": "peak MB", "parent": "parent"}
 DEFAULT_ATTRIBUTES = ("name", "experiment", "status", "start_time", "duration")
-#: Previews of artifacts: the most bytes read to preview one, and shown of text.
+#: Previews of artifacts: files over this size are not previewed (images:
+#: four times it), except text and JSON, of which only a head is read:
+#: ``PREVIEW_TEXT_BYTES``, shown up to ``PREVIEW_TEXT_CHARS`` characters.
 PREVIEW_MAX_BYTES = 5 * 1024 * 1024
+PREVIEW_TEXT_BYTES = 64 * 1024
 PREVIEW_TEXT_CHARS = 64 * 1024
 TEXT_SUFFIXES = {".txt", ".md", ".log", ".csv", ".tsv", ".yaml", ".yml", ".py", ".toml",
                  ".ini", ".cfg", ".jsonl", ".sql", ".xml"}
@@ -104,22 +107,34 @@ class Column:
         return None
 
 
-def _columns(chosen: list[str], runs: list[RunInfo]) -> tuple[list[Column], list[Column]]:
-    """The columns shown (chosen, or a default from the page's runs) and the
-    columns offered by the picker."""
+def _picked(chosen: list[str]) -> list[Column]:
+    """The valid columns the user chose, in order, without repeats."""
     picked = [c for c in (Column.parse(x) for x in chosen[:MAX_COLUMNS]) if c is not None]
-    picked = list(dict.fromkeys(picked))
-    keys = {kind: sorted({k for r in runs for k in getattr(r, kind)})
-            for kind in ("metrics", "params", "tags")}
+    return list(dict.fromkeys(picked))
+
+
+def _columns(picked: list[Column], keys: dict[str, list[str]]) -> tuple[list[Column],
+                                                                         list[Column]]:
+    """The columns shown (chosen, or a default from the page's keys) and the
+    columns offered by the picker."""
     offered = [Column(a) for a in ATTRIBUTE_COLUMNS]
     offered += [Column(f"{kind}.{k}") for kind in ("metrics", "params", "tags")
-                for k in keys[kind][:200]]
+                for k in keys.get(kind, [])[:200]]
     offered += [c for c in picked if c not in offered]
     if not picked:
         picked = [Column(a) for a in DEFAULT_ATTRIBUTES]
-        picked += [Column(f"metrics.{k}") for k in keys["metrics"][:4]]
-        picked += [Column(f"params.{k}") for k in keys["params"][:3]]
+        picked += [Column(f"metrics.{k}") for k in keys.get("metrics", [])[:4]]
+        picked += [Column(f"params.{k}") for k in keys.get("params", [])[:3]]
     return picked, offered
+
+
+def _fetched(columns: list[Column], sort: Sort) -> list[str]:
+    """What the search reads: the shown params/metrics/tags, and the sort key
+    (the next page's token holds the last run's value of it)."""
+    wanted = [c.id for c in columns if c.kind != "attributes"]
+    if sort.kind != "attributes":
+        wanted.append(sort.field)
+    return list(dict.fromkeys(wanted))
 
 
 # -------------------------------------------------------------- search
@@ -162,9 +177,10 @@ class RunPage:
     note: str | None = None
 
 
-def search_page(ws, query: RunQuery) -> RunPage:
-    """One page of runs; a filter that does not parse gives no runs and its
-    message, never an exception."""
+def search_page(ws, query: RunQuery, columns: list[str] | None = None) -> RunPage:
+    """One page of runs, reading only ``columns`` (see ``Runs.search``; None:
+    every value); a filter that does not parse gives no runs and its message,
+    never an exception."""
     from shipyard.errors import FilterSyntaxError, TrackingError
 
     condition = query.filter
@@ -178,7 +194,8 @@ def search_page(ws, query: RunQuery) -> RunPage:
             condition = f"({condition}) and {cont}" if condition else cont
     kwargs = {"experiment": query.experiment or None, "order_by": [query.sort.order_by]}
     try:
-        runs = ws.runs.search(condition or None, limit=query.limit + 1, **kwargs)
+        runs = ws.runs.search(condition or None, limit=query.limit + 1, columns=columns,
+                              **kwargs)
     except (FilterSyntaxError, TrackingError) as exc:
         message = str(exc)
         if condition != query.filter:  # name the user's own text, not ours
@@ -195,8 +212,18 @@ def search_page(ws, query: RunQuery) -> RunPage:
 def runs_page(request: Request) -> Response:
     ui = _ui(request)
     query = RunQuery.from_request(request)
-    page = search_page(ui.ws, query)
-    shown, offered = _columns(query.columns, page.runs)
+    picked = _picked(query.columns)
+    page = search_page(ui.ws, query, _fetched(picked, query.sort))
+    # The picker offers the keys of this page's runs, read without their values.
+    keys = ui.ws.runs.keys([r.id for r in page.runs], limit=200) if page.runs else {}
+    shown, offered = _columns(picked, keys)
+    if not picked and page.runs:  # default columns, known only now: read their values
+        wanted = _fetched(shown, query.sort)
+        if wanted:
+            ids = ", ".join(literal(r.id) for r in page.runs)
+            filled = {r.id: r for r in ui.ws.runs.search(f"id in ({ids})", limit=None,
+                                                         columns=wanted)}
+            page.runs = [filled.get(r.id, r) for r in page.runs]
     context = dict(query=query, page=page, runs=page.runs, columns=shown, offered=offered,
                    chosen={c.id for c in shown}, active="runs")
     if request.headers.get("hx-request") == "true" and \
@@ -282,38 +309,74 @@ def run_curve(request: Request, run_id: str, key: str = "", points: str = "") ->
 
 #: Downsampled curves of ended runs kept in memory (their points no longer change).
 CURVE_CACHE = 2048
+#: A long curve is read as the envelope of this many step ranges per point
+#: drawn (each range's lowest and highest point, found by the database), then
+#: cut with LTTB: a million points cost the database one pass over its index
+#: instead of a million rows sent to Python.
+ENVELOPE_PER_POINT = 2
 
 
-def downsampled(ui, run: RunInfo, key: str, n: int):
-    """``(x, y, total points)`` of ``run``'s metric ``key`` cut to ``n`` points
-    with LTTB. A run that has ended logs nothing more, so its result is kept
-    (the history read is what costs: about 4 µs a point)."""
-    cache_key = (run.id, key, n)
+def _cached(ui, cache_key):
     with ui.curves_lock:
         cached = ui.curves.get(cache_key)
         if cached is not None:
             ui.curves.move_to_end(cache_key)
-            return cached
-    history = ui.ws.runs.metric_history(run.id, key)
-    x = history["step"].to_numpy(dtype="float64")
-    y = history["value"].to_numpy(dtype="float64")
-    xs, ys = lttb(x, y, n)
-    result = (xs, ys, int(len(x)))
-    if run.end_time is not None:
+        return cached
+
+
+def _keep(ui, run: RunInfo, cache_key, result) -> None:
+    if run.end_time is not None:  # a run that has ended logs nothing more
         with ui.curves_lock:
             ui.curves[cache_key] = result
             while len(ui.curves) > CURVE_CACHE:
                 ui.curves.popitem(last=False)
+
+
+def downsampled(ui, run: RunInfo, key: str, n: int):
+    """``(x, y, total points)`` of ``run``'s metric ``key`` cut to ``n`` points
+    with LTTB (long curves read as their envelope first). Ended runs' results
+    are kept in memory."""
+    cache_key = (run.id, key, n)
+    cached = _cached(ui, cache_key)
+    if cached is not None:
+        return cached
+    series = ui.ws.runs.metric_series(run.id, key, envelope=ENVELOPE_PER_POINT * n)
+    xs, ys = lttb(series.steps.astype("float64"), series.values, n)
+    result = (xs, ys, series.total)
+    _keep(ui, run, cache_key, result)
     return result
+
+
+def downsampled_many(ui, runs: list[RunInfo], key: str, n: int) -> dict[str, tuple]:
+    """:func:`downsampled` for many runs, their points read in a few queries."""
+    found, todo = {}, []
+    for run in runs:
+        cached = _cached(ui, (run.id, key, n))
+        if cached is not None:
+            found[run.id] = cached
+        else:
+            todo.append(run)
+    if todo:
+        read = ui.ws.runs.metric_series_many([r.id for r in todo], key,
+                                             envelope=ENVELOPE_PER_POINT * n)
+        for run in todo:
+            series = read.get(run.id)
+            if series is None:
+                continue
+            xs, ys = lttb(series.steps.astype("float64"), series.values, n)
+            found[run.id] = (xs, ys, series.total)
+            _keep(ui, run, (run.id, key, n), found[run.id])
+    return found
 
 
 @router.get("/runs/{run_id}/artifacts/{path:path}")
 def run_artifact(request: Request, run_id: str, path: str) -> Response:
-    """A logged file: images and HTML inline (sandboxed: no script runs),
-    text as text, anything else as a download."""
+    """A logged file, streamed in chunks (a big file is never held in
+    memory): images and HTML inline (sandboxed: no script runs), text as
+    text, anything else as a download."""
     from starlette.responses import StreamingResponse
 
-    data = _ui(request).ws.runs.load_artifact(run_id[:64], path)
+    artifact, chunks = _ui(request).ws.runs.stream_artifact(run_id[:64], path)
     kind = _artifact_kind(path)
     suffix = "." + path.rsplit(".", 1)[-1].lower() if "." in path else ""
     headers = {"content-security-policy": SANDBOX_CSP, "x-content-type-options": "nosniff"}
@@ -328,45 +391,35 @@ def run_artifact(request: Request, run_id: str, path: str) -> Response:
         name = path.rsplit("/", 1)[-1].replace('"', "")
         headers["content-disposition"] = f"attachment; filename=\"{name}\"" \
             if name.isascii() else "attachment"
-    chunk = 256 * 1024
-
-    def chunks():
-        for i in range(0, len(data), chunk):
-            yield data[i:i + chunk]
-
-    headers["content-length"] = str(len(data))
-    return StreamingResponse(chunks(), media_type=media, headers=headers)
+    headers["content-length"] = str(artifact.size_bytes)
+    return StreamingResponse(chunks, media_type=media, headers=headers)
 
 
 @router.get("/runs/{run_id}/preview/{path:path}")
 def artifact_preview(request: Request, run_id: str, path: str) -> Response:
-    """A capped preview of one artifact (an htmx fragment)."""
+    """A capped preview of one artifact (an htmx fragment): of a text or
+    JSON file only its first ``PREVIEW_TEXT_BYTES`` are read, whatever its size."""
     ui = _ui(request)
     ws = ui.ws
     run = ws.runs.get(run_id[:64])
-    found = [a for a in ws.runs.artifacts(run.id) if a.path == path]
-    if not found:
-        from shipyard.errors import NotFoundError
-
-        raise NotFoundError(f"run {run.short_id} has no artifact {path[:200]!r}")
-    artifact = found[0]
     kind = _artifact_kind(path)
     text = None
     cut = False
-    if artifact.size_bytes > PREVIEW_MAX_BYTES and kind != "image":
-        kind = "too_large"
-    elif kind in ("text", "json"):
-        raw = ws.runs.load_artifact(run.id, path)
-        text = raw.decode("utf-8", "replace")
-        if kind == "json":
+    if kind in ("text", "json"):
+        artifact, head = ws.runs.artifact_head(run.id, path, PREVIEW_TEXT_BYTES)
+        cut = artifact.size_bytes > len(head)
+        text = head.decode("utf-8", "ignore" if cut else "replace")  # a cut may split a character
+        if kind == "json" and not cut:
             try:
                 text = json.dumps(json.loads(text), indent=2)
             except ValueError:
                 pass
-        cut = len(text) > PREVIEW_TEXT_CHARS
-        text = text[:PREVIEW_TEXT_CHARS]
-    elif kind == "image" and artifact.size_bytes > 4 * PREVIEW_MAX_BYTES:
-        kind = "too_large"
+        if len(text) > PREVIEW_TEXT_CHARS:
+            text, cut = text[:PREVIEW_TEXT_CHARS], True
+    else:
+        artifact = ws.runs.artifact(run.id, path)
+        if artifact.size_bytes > (4 * PREVIEW_MAX_BYTES if kind == "image" else PREVIEW_MAX_BYTES):
+            kind = "too_large"
     return ui.page(request, "artifact_preview.html", run=run, artifact=artifact, kind=kind,
                    text=text, cut=cut)
 
@@ -384,9 +437,11 @@ def artifact_view(request: Request, run_id: str, path: str) -> Response:
 
 
 # ------------------------------------------------------------- compare
-def compare_runs(ws, request: Request) -> tuple[list[RunInfo], str | None]:
+def compare_runs(ws, request: Request, columns: list[str] | None = None,
+                 ) -> tuple[list[RunInfo], str | None]:
     """The runs to compare: ``ids`` (comma-separated or repeated ``id``), or
-    the first ``n`` (≤ 500) runs of a filter/experiment/sort."""
+    the first ``n`` (≤ 500) runs of a filter/experiment/sort; of their
+    values only ``columns`` are read (see ``Runs.search``; None: all)."""
     from shipyard.errors import FilterSyntaxError, NotFoundError, TrackingError
 
     q = request.query_params
@@ -398,7 +453,8 @@ def compare_runs(ws, request: Request) -> tuple[list[RunInfo], str | None]:
             raise NotFoundError(f"{bad[0][:40]!r} is not a run id")
         full = [x for x in ids if len(x) == 32]
         found = {r.id: r for r in ws.runs.search(
-            "id in (" + ", ".join(literal(x) for x in full) + ")", limit=None)} if full else {}
+            "id in (" + ", ".join(literal(x) for x in full) + ")", limit=None,
+            columns=columns)} if full else {}
         runs = []
         for x in ids:
             runs.append(found[x] if x in found else ws.runs.get(x))
@@ -407,7 +463,7 @@ def compare_runs(ws, request: Request) -> tuple[list[RunInfo], str | None]:
     n = _int(q.get("n"), 100, 1, MAX_COMPARE)
     try:
         runs = ws.runs.search(query.filter or None, experiment=query.experiment or None,
-                              order_by=[query.sort.order_by], limit=n)
+                              order_by=[query.sort.order_by], limit=n, columns=columns)
     except (FilterSyntaxError, TrackingError) as exc:
         return [], str(exc)
     return runs, None
@@ -434,7 +490,7 @@ def compare_page(request: Request) -> Response:
     from urllib.parse import urlencode
 
     ui = _ui(request)
-    runs, error = compare_runs(ui.ws, request)
+    runs, error = compare_runs(ui.ws, request, columns=["metrics.*"])
     counts = _counts(runs)
     metric_keys = sorted(counts)
     # By default the metric most of the runs logged.
@@ -474,18 +530,19 @@ def compare_curves(request: Request, key: str = "") -> Response:
     data): each run LTTB-downsampled, then placed on a grid of ≤ 2,000 steps."""
     import numpy as np
 
+    from shipyard.errors import TrackingError
+
     ui = _ui(request)
-    runs, error = compare_runs(ui.ws, request)
+    key = key[:250]
+    try:
+        runs, error = compare_runs(ui.ws, request, columns=[f"metrics.{key}"])
+    except TrackingError as exc:  # a key that cannot exist (empty, control characters)
+        runs, error = [], str(exc)
     if error:
         return _json({"error": error})
-    key = key[:250]
     budget = max(100, min(MAX_POINTS, 400_000 // max(len(runs), 1)))
-    curves = []
-    for run in runs:
-        if key not in run.metrics:
-            continue
-        xs, ys, _ = downsampled(ui, run, key, budget)
-        curves.append((run, xs, ys))
+    done = downsampled_many(ui, [r for r in runs if key in r.metrics], key, budget)
+    curves = [(run, *done[run.id][:2]) for run in runs if run.id in done]
     if not curves:
         return _json({"key": key, "x": [], "series": []})
     union = np.unique(np.concatenate([c[1] for c in curves]))
