@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from shipyard.monitor import Monitor
     from shipyard.project import Project
     from shipyard.registry import Registry
+    from shipyard.retrain import RetrainResult
     from shipyard.security import ApiKeys, AuditLog
     from shipyard.store import ArtifactStore, Database, GcReport
     from shipyard.tracking import ActiveRun, Runs
@@ -30,7 +31,8 @@ class Workspace:
     of its metadata DB. Stores are attributes (``ws.datasets``, ``ws.runs``,
     ``ws.models``, ``ws.deployments``, ``ws.monitor``, ``ws.keys``, ``ws.audit``); the
     lifecycle's verbs are methods (:meth:`train`, :meth:`reproduce`,
-    :meth:`evaluate`, :meth:`mitigate`, :meth:`promote`, :meth:`score`).
+    :meth:`evaluate`, :meth:`mitigate`, :meth:`promote`, :meth:`retrain`,
+    :meth:`score`).
 
     >>> import tempfile
     >>> ws = Workspace.open(tempfile.mkdtemp())
@@ -219,6 +221,15 @@ class Workspace:
         from shipyard.evaluate import promote
 
         return promote(self, ref, **kwargs)
+
+    def retrain(self, model: str, *, project: str | os.PathLike | Project, **kwargs: Any
+                ) -> RetrainResult:
+        """Retrain ``model`` from its labelled feedback with the project file
+        ``project``; promote the candidate only when it beats the champion on
+        the same holdout and passes a canary. See :func:`shipyard.retrain.retrain`."""
+        from shipyard.retrain import retrain
+
+        return retrain(self, model, project=project, **kwargs)
 
     # ------------------------------------------------------------ tracking
     @property

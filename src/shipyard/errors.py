@@ -100,6 +100,12 @@ class MonitorError(ShipyardError):
     alert rule that does not fit the report) or its result cannot be read."""
 
 
+class RetrainError(ShipyardError):
+    """Retraining from feedback cannot go ahead: too few labelled predictions,
+    no champion to judge against, or a project that does not fit the model.
+    Raised before anything is registered, deployed or promoted."""
+
+
 class GenAIError(ShipyardError):
     """A retrieval-augmented generation request (ingest, query, answer,
     evaluation) is invalid or could not be carried out; no index was changed."""
@@ -133,6 +139,23 @@ class VectorStoreError(GenAIError):
 
 class GenerationError(GenAIError):
     """A chat backend failed or returned no usable answer."""
+
+
+class PromptNotFoundError(GenAIError, NotFoundError):
+    """No prompt template, version or alias has the requested name."""
+
+
+class JudgeError(GenAIError):
+    """An LLM judge is misconfigured (model, prices, criteria, cache)."""
+
+
+class TraceNotFoundError(GenAIError, NotFoundError):
+    """No RAG trace has this id (``ws.rag.trace``)."""
+
+
+class TraceExportError(GenAIError):
+    """RAG traces could not be exported (a bad path or URL, a collector that
+    failed or timed out); the traces stay in the workspace, nothing was lost."""
 
 
 class AuditError(ShipyardError):
@@ -185,3 +208,15 @@ class ServeError(ShipyardError):
         super().__init__(message, hint=hint)
         self.status, self.code = status, code
         self.headers = headers
+
+
+class OpenAIRequestError(ServeError):
+    """A request to the server's OpenAI-compatible endpoints refused, in
+    OpenAI's terms: ``param`` names the request field at fault
+    (``messages.0.content``), ``code`` is OpenAI's (``model_not_found``,
+    ``context_length_exceeded``...)."""
+
+    def __init__(self, status: int, code: str, message: str, *, param: str | None = None,
+                 headers: dict[str, str] | None = None, hint: str | None = None):
+        super().__init__(status, code, message, headers, hint=hint)
+        self.param = param

@@ -63,6 +63,9 @@ def check_command(
     policy_file: Annotated[Path | None, typer.Option(
         "--policy", help="Thresholds and alert rules: the monitor: section of this "
                          "shipyard.yaml (or a file holding only that section).")] = None,
+    project: Annotated[Path | None, typer.Option(
+        "--project", help="The project file whose monitor: section to use (default: "
+                          "./shipyard.yaml when it exists).")] = None,
     html: Annotated[Path | None, typer.Option(
         "--html", help="Write the HTML monitor page here (rewritten after each check).")
     ] = None,
@@ -75,7 +78,15 @@ def check_command(
     Drift per column and of the whole dataset, data quality, realized and
     estimated performance. The report is stored (ws.monitor.reports) and the
     policy's alert rules fire or resolve, delivered to the log, the workspace
-    DB, the audit log and webhooks."""
+    DB, the audit log and webhooks. The policy is the monitor: section of
+    --project (or --policy), else of ./shipyard.yaml when there is one.
+
+    Examples:
+
+      shipyard monitor fraud --since 1h
+
+      shipyard monitor fraud --every 10m --project deploy/shipyard.yaml --json
+    """
     from shipyard.errors import ConfigError, MonitorError
     from shipyard.monitor import check_policy, parse_duration
 
@@ -85,7 +96,9 @@ def check_command(
             interval = parse_duration(every)
         except ValueError as exc:
             raise ConfigError(f"--every: {exc}") from exc
-    policy = check_policy(_load_policy(policy_file))
+    if policy_file is not None and project is not None:
+        raise ConfigError("give --policy or --project, not both (they name the same file)")
+    policy = check_policy(_policy_of(policy_file or project))
     ws = open_workspace()
     window = since if since is not None else (every if every is not None else None)
     checks = 0
@@ -149,13 +162,32 @@ class _StopOnInterrupt:
         signal.signal(signal.SIGINT, self._previous)
 
 
-def _load_policy(path: Path | None) -> Any:
-    if path is None:
-        return None
+def _policy_of(path: Path | None) -> Any:
+    """The monitor: section of ``path``, else of ./shipyard.yaml when it
+    exists; says on stderr which file was used."""
     from shipyard.project import load_section
 
+    if path is None:
+        path = Path("shipyard.yaml")
+        if not path.is_file():
+            return None
+        if not _has_section(path, "monitor"):
+            err_console.print(f"policy: {path} has no monitor: section; default thresholds, "
+                              "no alert rules", highlight=False)
+            return None
     section, _ = load_section(path, "monitor")
+    err_console.print(f"policy: the monitor: section of {path}", highlight=False)
     return section
+
+
+def _has_section(path: Path, name: str) -> bool:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return True  # let load_section name the problem
+    return not isinstance(data, dict) or name in data
 
 
 def _check_json(result: MonitorCheck) -> dict[str, Any]:
@@ -286,3 +318,126 @@ def alerts_command(
     ]
     print_table(console, alerts, cols, title="alerts (newest first)",
                 optional=("webhooks", "resolved", "why", "model"))
+
+
+# --------------------------------------------------------------- retrain
+@app.command("retrain")
+def retrain_command(
+    model: Annotated[str, typer.Argument(help="The served model's name (e.g. fraud).")],
+    project: Annotated[Path, typer.Option(
+        "--project", help="The project file it was trained from.")] = Path("shipyard.yaml"),
+    on_alert: Annotated[bool, typer.Option(
+        "--on-alert", help="Retrain only when MODEL's newest monitor report is an alert or "
+                           "one of its alerts is firing (for a schedule).")] = False,
+    since: Annotated[str | None, typer.Option(
+        "--since", help="Use the labelled predictions of this window: a duration back from "
+                        "now (7d) or an ISO time; default since the last retrain that promoted.")] = None,
+    min_labels: Annotated[int, typer.Option(
+        "--min-labels", min=1, help="Fewest labelled rows to retrain on.")] = 200,
+    holdout_share: Annotated[float, typer.Option(
+        "--holdout-share", help="Share of the labelled requests held out to judge "
+                                "candidate and champion on.")] = 0.3,
+    holdout: Annotated[str | None, typer.Option(
+        "--holdout", help="A dataset version whose rows join the holdout (e.g. the test "
+                          "set; it must not overlap the traffic).")] = None,
+    trials: Annotated[int | None, typer.Option(
+        "--trials", min=1, help="Override the project's search trials per candidate.")
+    ] = None,
+    base_rows: Annotated[int | None, typer.Option(
+        "--base-rows", min=1, help="Train on a seeded sample of this many rows of the "
+                                   "project's dataset (plus the feedback): quicker, and the "
+                                   "feedback weighs more.")] = None,
+    candidate: Annotated[list[str] | None, typer.Option(
+        "--candidate", help="Search only this candidate of the project (repeatable), e.g. "
+                            "the champion's model family.")] = None,
+    canary_weight: Annotated[float, typer.Option(
+        "--canary-weight", help="Percent of requests the candidate answers in its canary.")
+    ] = 20.0,
+    canary_requests: Annotated[int, typer.Option(
+        "--canary-requests", min=1, help="Candidate requests the canary is judged on.")
+    ] = 50,
+    canary_timeout: Annotated[str, typer.Option(
+        "--canary-timeout", help="Longest wait for them (90s, 10m); then it is rolled back.")
+    ] = "10m",
+    as_json: Annotated[bool, json_option(
+        "Print the outcome (steps, gates, canary, dataset and model refs) as JSON on stdout "
+        "and nothing else there.")] = False,
+) -> None:
+    """Retrain MODEL from its labelled feedback; promote only a better model.
+
+    The labelled predictions become a dataset version (lineage to the
+    prediction log), the project file retrains on its data plus them, the
+    candidate is judged against the champion on the same held-out rows by
+    the project's gates (paired test), rolled out as a canary when MODEL has
+    a deployment, then promoted, or refused / rolled back. Every step is in
+    the audit log (`shipyard audit list --object retrain:MODEL`); the outcome is a
+    run of experiment retrain. Exit status 0 when promoted (or nothing to do),
+    1 when refused or rolled back.
+
+    Examples:
+
+      shipyard monitor retrain fraud --project shipyard.yaml
+
+      shipyard monitor retrain fraud --on-alert --json   # hourly, from cron
+    """
+    from shipyard.errors import ConfigError
+    from shipyard.monitor import parse_duration
+
+    try:
+        timeout = parse_duration(canary_timeout)
+    except ValueError as exc:
+        raise ConfigError(f"--canary-timeout: {exc}") from exc
+    ws = open_workspace()
+
+    def progress(step: str, detail: str) -> None:
+        if not as_json:
+            from rich.markup import escape
+
+            err_console.print(f"[dim]{escape(step)}[/] {escape(detail)}", highlight=False)
+
+    with stdout_reserved(as_json):
+        result = ws.retrain(model, project=project, on_alert=on_alert, since=since,
+                            min_labels=min_labels, holdout_share=holdout_share,
+                            holdout=holdout, trials=trials, candidates=candidate or None,
+                            base_rows=base_rows,
+                            canary_weight=canary_weight,
+                            canary_requests=canary_requests, canary_timeout=timeout,
+                            progress=progress)
+    if as_json:
+        print_json(result.to_dict())
+    else:
+        _render_retrain(result)
+    if result.outcome in ("refused", "rolled_back"):
+        raise typer.Exit(1)
+
+
+_OUTCOME_TONE = {"promoted": "bold green", "refused": "bold red", "rolled_back": "bold red",
+                 "unchanged": "yellow", "skipped": "yellow"}
+
+
+def _render_retrain(result: Any) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=f"retrain of {escape(result.model)}")
+    table.add_column("step", no_wrap=True)
+    table.add_column("what happened", overflow="fold")
+    for action, detail in result.steps:
+        table.add_row(escape(action.removeprefix("retrain.")), escape(detail))
+    fit(table, console)
+    console.print(table)
+    if result.gates is not None:
+        gates = Table(title="gates on the holdout")
+        for col in ("gate", "verdict", "observed", "threshold"):
+            gates.add_column(col, justify="right" if col in ("observed", "threshold")
+                             else "left", no_wrap=col != "gate")
+        for check in result.gates.checks:
+            gates.add_row(escape(check.name), "[green]pass[/]" if check.passed
+                          else "[red]FAIL[/]", fmt_num(check.observed),
+                          fmt_num(check.threshold))
+        fit(gates, console)
+        console.print(gates)
+    tone = _OUTCOME_TONE.get(result.outcome, "bold")
+    console.print(f"[{tone}]{result.outcome}[/]: {escape(result.reason)}")
+    if result.run_id:
+        console.print(f"recorded as run {result.run_id[:12]} (experiment retrain)")
