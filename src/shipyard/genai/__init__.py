@@ -26,8 +26,21 @@ The pieces are public for servers and other stages to compose:
   :class:`Citation`;
 * evaluation: :class:`Question`, :func:`evaluate_retrieval`,
   :func:`score_answer`, :func:`known_item_questions`, :func:`tune_fusion`,
-  :class:`EvaluationReport`;
-* corpora: :func:`bbc_news`.
+  :class:`EvaluationReport`; the LLM :class:`Judge` (dry-run estimate,
+  token accounting, :class:`JudgeCache`);
+* prompts and promotion: :class:`PromptTemplate` versions in the model
+  registry (``ws.rag.prompts``, :class:`PromptRegistry`); gated alias moves of
+  collection and prompt versions (``ws.rag.promote``,
+  ``ws.rag.promote_prompt``) return a :class:`RagPromotion`;
+* corpora: :func:`bbc_news`;
+* tracing: every ``ws.rag.query``/``answer`` is a :class:`Trace` of
+  :class:`Span` s (embed, retrieve, rerank, guard, generate) stored in the
+  workspace (``ws.rag.traces()``, ``ws.rag.trace(id)``) and exported as
+  OpenTelemetry OTLP/JSON (``ws.rag.export_traces(path_or_url)``);
+* guardrails: :class:`Guardrails` (on by default in ``ws.rag.answer``) redacts
+  PII (:class:`Recognizer`, :class:`GazetteerRecognizer`, :func:`redact`) and
+  screens prompt injection (:class:`InjectionScreen`) in questions and
+  retrieved chunks.
 
 Heavy libraries (onnxruntime, torch, lancedb, bm25s, pypdf, openai) load
 when first used.
@@ -43,7 +56,7 @@ from shipyard.genai._documents import (KINDS, MAX_DOCUMENT_BYTES, iter_document_
 from shipyard.genai._embeddings import (Embedder, EmbeddingCache, LocalEmbedder,
                                         OpenAIEmbedder, as_embedder, embed_texts,
                                         embedder_from_spec)
-from shipyard.genai._evaluation import (AnswerScores, EvaluationReport, Question,
+from shipyard.genai._evaluation import (AnswerScores, EvaluationReport, Question, RagPromotion,
                                         evaluate_retrieval, known_item_questions,
                                         retrieval_scores, score_answer, split_questions,
                                         support, tune_fusion)
@@ -51,23 +64,39 @@ from shipyard.genai._filters import parse_where
 from shipyard.genai._generation import (SYSTEM_PROMPT, ExtractiveGenerator, Generator,
                                         OpenAIChatGenerator, answer_sentences, build_messages,
                                         split_sentences)
+from shipyard.genai._guardrails import (DEFAULT_RECOGNIZERS, MAX_QUESTION_CHARS,
+                                        CardRecognizer, EmailRecognizer, GazetteerRecognizer,
+                                        GuardReport, Guardrails, IbanRecognizer,
+                                        InjectionScreen, PhoneRecognizer, Recognizer, Redaction,
+                                        Screening, iban_valid, luhn_valid, redact)
+from shipyard.genai._judge import (CRITERIA, Judge, JudgeCache, JudgeEstimate, JudgeReport,
+                                   JudgeVerdict, parse_score)
+from shipyard.genai._prompts import (USER_TEMPLATE, PromptRegistry, PromptTemplate,
+                                     parse_prompt_ref, template_fields)
 from shipyard.genai._rag import Rag
 from shipyard.genai._records import (METADATA_FIELDS, Answer, Chunk, Citation, Document, Hit,
                                      Section)
 from shipyard.genai._retrieval import (MODES, EmbeddingReranker, LexicalReranker, Reranker,
                                        Retriever, mmr_select, reciprocal_rank_fusion)
+from shipyard.genai._tracing import Span, Trace, TraceExport, otlp_request
 from shipyard.genai._vectorstore import VECTOR_STORES, VectorStore, open_vector_store
 
 __all__ = [
-    "KINDS", "MAX_DOCUMENT_BYTES", "METADATA_FIELDS", "MODES", "SYSTEM_PROMPT", "VECTOR_STORES",
-    "Answer", "AnswerScores", "BM25Index", "Chunk", "Citation", "CollectionVersion", "Document",
-    "DocumentRecord", "Embedder", "EmbeddingCache", "EmbeddingReranker", "EvaluationReport",
-    "ExtractiveGenerator", "Generator", "Hit", "LexicalReranker", "LocalEmbedder",
-    "OpenAIChatGenerator", "OpenAIEmbedder", "Question", "Rag", "Refusal", "Reranker",
-    "Retriever", "Section", "TokenChunker", "VectorStore", "analyse", "answer_sentences", "as_embedder",
-    "bbc_news", "bbc_news_files", "build_messages", "embed_texts", "embedder_from_spec",
-    "evaluate_retrieval", "iter_document_files", "known_item_questions", "minilm_path",
-    "mmr_select", "open_vector_store", "parse_collection_ref", "parse_document",
-    "parse_where", "read_document", "reciprocal_rank_fusion", "retrieval_scores",
-    "score_answer", "split_questions", "split_sentences", "support", "tune_fusion",
+    "CRITERIA", "DEFAULT_RECOGNIZERS", "KINDS", "MAX_DOCUMENT_BYTES", "MAX_QUESTION_CHARS",
+    "METADATA_FIELDS", "MODES", "SYSTEM_PROMPT", "USER_TEMPLATE", "VECTOR_STORES", "Answer",
+    "AnswerScores", "BM25Index", "CardRecognizer", "Chunk", "Citation", "CollectionVersion",
+    "Document", "DocumentRecord", "EmailRecognizer", "Embedder", "EmbeddingCache",
+    "EmbeddingReranker", "EvaluationReport", "ExtractiveGenerator", "GazetteerRecognizer",
+    "Generator", "GuardReport", "Guardrails", "Hit", "IbanRecognizer", "InjectionScreen", "Judge",
+    "JudgeCache", "JudgeEstimate", "JudgeReport", "JudgeVerdict", "LexicalReranker",
+    "LocalEmbedder", "OpenAIChatGenerator", "OpenAIEmbedder", "PhoneRecognizer", "PromptRegistry",
+    "PromptTemplate", "Question", "Rag", "RagPromotion", "Recognizer", "Redaction", "Refusal",
+    "Reranker", "Retriever", "Screening", "Section", "Span", "TokenChunker", "Trace",
+    "TraceExport", "VectorStore", "analyse", "answer_sentences", "as_embedder", "bbc_news",
+    "bbc_news_files", "build_messages", "embed_texts", "embedder_from_spec", "evaluate_retrieval",
+    "iban_valid", "iter_document_files", "known_item_questions", "luhn_valid", "minilm_path",
+    "mmr_select", "open_vector_store", "otlp_request", "parse_collection_ref", "parse_document",
+    "parse_prompt_ref", "parse_score", "parse_where", "read_document", "reciprocal_rank_fusion",
+    "redact", "retrieval_scores", "score_answer", "split_questions", "split_sentences", "support",
+    "template_fields", "tune_fusion",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import logging
 import os
@@ -13,29 +14,39 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from shipyard.errors import (ConfigError, DocumentError, EmptyCorpusError, GenAIError,
-                             VectorStoreError)
+from shipyard.errors import (CollectionNotFoundError, ConfigError, DocumentError,
+                             EmptyCorpusError, GenAIError, PromptNotFoundError, ShipyardError,
+                             TraceExportError, VectorStoreError)
 from shipyard.genai._bm25 import BM25Index
 from shipyard.genai._chunking import TokenChunker, doc_key
 from shipyard.genai._collections import (EXPERIMENT, TAG_COLLECTION, TAG_DROPPED, TAG_KIND,
                                          TAG_MANIFEST, TAG_VERSION, CollectionRecords,
                                          CollectionVersion, DocumentRecord, Refusal,
-                                         check_collection_name, chunks_from_parquet,
-                                         chunks_to_parquet, parse_collection_ref)
+                                         check_collection_alias, check_collection_name,
+                                         chunks_from_parquet, chunks_to_parquet,
+                                         parse_collection_ref)
 from shipyard.genai._documents import MAX_DOCUMENT_BYTES, iter_document_files, read_document
 from shipyard.genai._embeddings import (Embedder, EmbeddingCache, LocalEmbedder, as_embedder,
                                         embed_texts, embedder_from_spec)
-from shipyard.genai._evaluation import (EvaluationReport, Question, aggregate_answer_scores,
-                                        evaluate_retrieval, score_answer)
+from shipyard.genai._evaluation import (EvaluationReport, Question, RagPromotion,
+                                        check_rag_gates, coerce_questions, evaluate_answers,
+                                        evaluate_retrieval, known_metrics, load_rag_gates)
 from shipyard.genai._generation import ExtractiveGenerator, Generator, check_generator
+from shipyard.genai._judge import Judge
+from shipyard.genai._prompts import PromptRegistry, PromptTemplate
+from shipyard.genai._guardrails import (REFUSED_TEXT, Guardrails, as_guardrails,
+                                        check_question, redact)
 from shipyard.genai._records import Answer, Chunk, Document, Hit
 from shipyard.genai._retrieval import (DEFAULT_RRF_K, DEFAULT_WEIGHTS, MODES, Reranker,
                                        Retriever)
+from shipyard.genai._tracing import (Trace, TraceExport, Tracer, TraceStore, TraceWriter,
+                                     count_tokens, export_url, hit_attributes, post_otlp,
+                                     span, write_otlp_file)
 from shipyard.genai._vectorstore import VectorStore, open_vector_store
 
 if TYPE_CHECKING:
@@ -45,6 +56,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_STORE = "default"
 _RETRIEVERS_KEPT = 4
+_EMBED_SLICE = 256  # texts embedded between two progress reports
 
 
 def strip_password(uri: str) -> str:
@@ -105,12 +117,18 @@ class Rag:
         self._embedders: dict[str, Embedder] = {}
         self._retrievers: OrderedDict[str, Retriever] = OrderedDict()
         self._lock = threading.RLock()
+        self._writer: TraceWriter | None = None
 
     def __repr__(self) -> str:
         return f"Rag({self._ws!r}, embedder={self.embedder!r}, store={self.store!r})"
 
     def close(self) -> None:
-        """Close the vector stores this object opened (connections, handles)."""
+        """Write queued traces; close the vector stores this object opened
+        (connections, handles)."""
+        with self._lock:
+            writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
         with self._lock:
             for store in self._stores.values():
                 store.close()
@@ -213,7 +231,8 @@ class Rag:
                store: str | None = None,
                remove_missing: bool = True, on_error: str = "record",
                max_document_bytes: int = MAX_DOCUMENT_BYTES, keep_sources: bool = True,
-               reembed: bool = False, keep_versions: int = 3) -> CollectionVersion:
+               reembed: bool = False, keep_versions: int = 3,
+               progress: Callable[[str, int, int], None] | None = None) -> CollectionVersion:
         """Index documents as the next version of collection ``name``.
 
         Unchanged documents (same source, same content hash) keep their chunks
@@ -256,6 +275,10 @@ class Rag:
         keep_versions
             Index tables of this many latest versions are kept; older versions
             stay recorded but can no longer be queried.
+        progress
+            Called as ``progress(stage, done, total)`` while the ingestion
+            works: ``"read"`` (sources read), ``"embed"`` (new chunks embedded
+            or found in the cache), ``"write"`` (chunks written to the index).
 
         Returns
         -------
@@ -289,7 +312,7 @@ class Rag:
             try:
                 return _Ingestion(self, name, chunker, embedder, store, remove_missing,
                                   on_error, max_document_bytes, keep_sources, reembed,
-                                  keep_versions).run(items)
+                                  keep_versions, progress).run(items)
             finally:
                 self._forget(name)
 
@@ -327,7 +350,8 @@ class Rag:
         now = time.monotonic()
         with self._lock:
             hit = self._resolved.get(key)
-        if hit is not None and (key[1] is not None or now - hit[0] < self.refresh_seconds):
+        # A version number never changes; latest and aliases are looked up again.
+        if hit is not None and (isinstance(key[1], int) or now - hit[0] < self.refresh_seconds):
             return hit[1]
         version = self.records.get(ref)
         with self._lock:
@@ -379,7 +403,7 @@ class Rag:
     def query(self, ref: str | CollectionVersion, question: str, *, k: int = 5,
               mode: str = "hybrid", where: Mapping[str, Any] | None = None,
               mmr: float | None = None, reranker: Reranker | None = None,
-              fetch_k: int | None = None) -> list[Hit]:
+              fetch_k: int | None = None, trace: bool = True) -> list[Hit]:
         """The ``k`` chunks of collection ``ref`` that best match ``question``.
 
         Parameters
@@ -395,18 +419,37 @@ class Rag:
             A :class:`Reranker` applied to the candidates.
         fetch_k
             Candidates per retriever before fusion, reranking and MMR.
+        trace
+            Record the request as a trace (:meth:`traces`); the stored
+            question is PII-redacted.
 
         Raises
         ------
         CollectionNotFoundError
             No such collection or version.
+        GenAIError
+            An empty question, or one longer than ``MAX_QUESTION_CHARS``.
         """
-        return self.retriever(ref).search(question, k=k, mode=mode, where=where, mmr=mmr,
-                                          reranker=reranker, fetch_k=fetch_k)
+        check_question(question)
+        _check_ref(ref)
+        tracer = _tracer("query", trace)
+        with self._traced(tracer, ref, redact(question).text) as root:
+            version = self._resolve(ref)
+            root["collection"] = version.ref
+            if tracer is not None:
+                tracer.info["ref"] = version.ref
+            hits = self.retriever(version).search(question, k=k, mode=mode, where=where,
+                                                  mmr=mmr, reranker=reranker,
+                                                  fetch_k=fetch_k, tracer=tracer)
+            if tracer is not None:
+                root.update(hit_attributes(hits))
+        return hits
 
     def answer(self, ref: str | CollectionVersion, question: str, *, k: int = 5,
                mode: str = "hybrid", where: Mapping[str, Any] | None = None,
-               generator: Generator | None = None, **search: Any) -> Answer:
+               generator: Generator | None = None,
+               guardrails: Guardrails | bool | None = True, trace: bool = True,
+               prompt: str | PromptTemplate | None = None, **search: Any) -> Answer:
         """Answer ``question`` from collection ``ref``, with citations.
 
         Parameters
@@ -414,52 +457,552 @@ class Rag:
         generator
             Writes the answer; default :class:`ExtractiveGenerator` with the
             collection's embedder (offline, quotes only its sources).
+        guardrails
+            A :class:`Guardrails` policy; ``True`` (default) for the default
+            one, ``None``/``False`` for none. PII in the question is redacted
+            before retrieval and generation (``Answer.question`` is the
+            redacted text) and PII in the answer (text, citation quotes) is
+            redacted; a question the injection screen flags is refused without
+            retrieval or generation; flagged retrieved chunks are dropped from
+            the context.
+        trace
+            Record the request as a trace; its id is ``Answer.trace_id``.
+        prompt
+            A prompt template version (``"qa@champion"``, ``"qa@2"``) the
+            generator writes with; ``Answer.prompt`` and the trace record it.
+            Needs a generator that writes from a prompt
+            (:class:`OpenAIChatGenerator`).
         **search
             More arguments of :meth:`query` (``mmr``, ``reranker``, ``fetch_k``).
+
+        Raises
+        ------
+        CollectionNotFoundError
+            No such collection or version.
+        GenAIError
+            An empty question, or one longer than ``MAX_QUESTION_CHARS``.
         """
-        retriever = self.retriever(ref)
-        hits = retriever.search(question, k=k, mode=mode, where=where, **search)
-        generator = check_generator(generator) if generator is not None else \
-            ExtractiveGenerator(embedder=retriever.embedder)
-        return generator.generate(question, hits)
+        check_question(question)
+        _check_ref(ref)
+        guard = as_guardrails(guardrails)
+        if generator is not None:
+            generator = check_generator(generator)
+        if prompt is not None:
+            generator = self._with_prompt(generator, prompt)
+        tracer = _tracer("answer", trace)
+        stored = guard.redact(question).text if guard is not None else redact(question).text
+        with self._traced(tracer, ref, stored) as root:
+            version = self._resolve(ref)
+            root["collection"] = version.ref
+            if tracer is not None:
+                tracer.info["ref"] = version.ref
+            result = self._answer(version, question, guard, generator, tracer, root,
+                                  k=k, mode=mode, where=where, **search)
+            if tracer is not None:
+                tracer.info["generator"] = result.generator
+                tracer.info["refusal"] = result.refusal
+                root["generator"] = result.generator
+                if result.prompt:
+                    root["prompt"] = result.prompt
+                if result.refusal:
+                    root["refusal"] = result.refusal
+        if tracer is not None and tracer.info.get("recorded"):
+            result = replace(result, trace_id=tracer.trace_id)
+        return result
+
+    def _answer(self, version: CollectionVersion, question: str, guard: Guardrails | None,
+                generator: Generator | None, tracer: Tracer | None, root: dict[str, Any],
+                **search: Any) -> Answer:
+        asked = question
+        if guard is not None:
+            with span(tracer, "guard") as attrs:
+                asked, report = guard.check_question(question)
+                attrs.update(report.attributes())
+            if report.blocked:
+                return Answer(question=asked, text=REFUSED_TEXT, citations=(), hits=(),
+                              generator="guardrails", refusal=report.reason)
+        retriever = self.retriever(version)
+        hits = retriever.search(asked, tracer=tracer, **search)
+        if tracer is not None:
+            root.update(hit_attributes(hits))
+        if guard is not None:
+            with span(tracer, "guard") as attrs:
+                hits, report = guard.check_hits(hits)
+                attrs.update(report.attributes())
+            if not hits and report.dropped:
+                return Answer(question=asked, text=REFUSED_TEXT, citations=(), hits=(),
+                              generator="guardrails",
+                              refusal=f"the guardrails dropped every retrieved chunk "
+                                      f"({len(report.dropped)}) as a suspected prompt "
+                                      f"injection")
+        generator = generator or ExtractiveGenerator(embedder=retriever.embedder)
+        with span(tracer, "generate", generator=generator.name, passages=len(hits)) as attrs:
+            result = generator.generate(asked, hits)
+            if tracer is not None:
+                attrs.update(_token_attributes(result, hits))
+                if result.refusal:
+                    attrs["refusal"] = result.refusal
+        if guard is not None:
+            with span(tracer, "guard") as attrs:
+                result, report = guard.check_answer(result)
+                attrs.update(report.attributes())
+        return result
+
+    # -------------------------------------------------------------- traces
+    @property
+    def _trace_writer(self) -> TraceWriter:
+        with self._lock:
+            if self._writer is None:
+                self._writer = TraceWriter(TraceStore(self._ws))
+            return self._writer
+
+    @property
+    def _trace_store(self) -> TraceStore:
+        """The trace table, once this object's queued traces are in it."""
+        with self._lock:
+            writer = self._writer
+        if writer is not None:
+            writer.flush()
+        return TraceStore(self._ws)
+
+    @contextlib.contextmanager
+    def _traced(self, tracer: Tracer | None, ref: Any, question: str
+                ) -> Iterator[dict[str, Any]]:
+        """The root span of a request; the trace is stored when it ends (also
+        when it fails: then with the error)."""
+        if tracer is None:
+            yield {}
+            return
+        name = ref.name if isinstance(ref, CollectionVersion) else str(ref).split("@")[0]
+        tracer.info.update(collection=name, question=question)
+        try:
+            with tracer.span(f"rag.{tracer.kind}") as root:
+                yield root
+        finally:
+            # Queued, written by a background thread in batches (see TraceWriter).
+            self._trace_writer.submit(tracer.finish())
+            tracer.info["recorded"] = True
+
+    def traces(self, collection: str | None = None, since: Any = None,
+               limit: int | None = 50) -> list[Trace]:
+        """Recorded traces, newest first (spans included).
+
+        Parameters
+        ----------
+        collection
+            Only this collection (``"docs"``) or version (``"docs@2"``, or an
+            alias: the version it names now).
+        since
+            Only traces that started since: a duration back from now
+            (``"1h"``, ``"7d"``), epoch seconds, a datetime or ISO text.
+        limit
+            At most this many (1 to 10,000; ``None``: all).
+
+        Raises
+        ------
+        GenAIError
+            A bad ``since``, ``limit`` or collection name.
+        """
+        return self._trace_store.list(self._trace_filter(collection), since, limit)
+
+    def _trace_filter(self, collection: Any) -> Any:
+        """``docs@champion`` → the version the alias names now (``docs@3``)."""
+        if isinstance(collection, str) and "@" in collection \
+                and isinstance(parse_collection_ref(collection)[1], str):
+            return self.get(collection).ref
+        return collection
+
+    def prune_traces(self, older_than: Any) -> int:
+        """Delete traces that started before ``older_than`` (``"30d"``: more
+        than 30 days ago; or a time). Returns how many. Traces are kept until
+        pruned.
+
+        Raises
+        ------
+        GenAIError
+            ``older_than`` is missing or neither a duration nor a time.
+        """
+        return self._trace_store.prune(older_than)
+
+    def trace(self, trace_id: str) -> Trace:
+        """One trace with its spans (``Answer.trace_id``).
+
+        Raises
+        ------
+        TraceNotFoundError
+            No trace has this id (or it is not 32 hex digits).
+        """
+        return self._trace_store.get(trace_id)
+
+    def export_traces(self, destination: str | os.PathLike, *, since: Any = None,
+                      collection: str | None = None, limit: int | None = None,
+                      service_name: str = "shipyard", timeout: float = 10.0,
+                      headers: Mapping[str, str] | None = None) -> TraceExport:
+        """Export traces as OpenTelemetry OTLP/JSON (an
+        ``ExportTraceServiceRequest``): to a file, or POSTed to an OTLP/HTTP
+        collector when ``destination`` is an ``http(s)://`` URL (a bare
+        ``http://host:4318`` gets ``/v1/traces``). The traces stay in the
+        workspace; exporting again sends them again.
+
+        Parameters
+        ----------
+        since, collection, limit
+            Which traces (see :meth:`traces`); default all, oldest first.
+        service_name
+            The ``service.name`` resource attribute.
+        timeout
+            Seconds per HTTP request.
+        headers
+            Extra HTTP headers (e.g. ``Authorization``).
+
+        Raises
+        ------
+        TraceExportError
+            A bad path or URL, or a collector that failed, answered an error
+            or timed out.
+        """
+        if not isinstance(service_name, str) or not service_name.strip() \
+                or len(service_name) > 200:
+            raise TraceExportError(f"service_name must be non-empty text of at most 200 "
+                                   f"characters, got {str(service_name)[:60]!r}")
+        if not isinstance(destination, (str, os.PathLike)) or not str(destination).strip():
+            raise TraceExportError(f"the destination must be a file path or an http(s) URL, "
+                                   f"got {destination!r}"[:300])
+        destination = os.fspath(destination)
+        url = export_url(destination)
+        if url is None and isinstance(destination, str) and "\x00" in destination:
+            raise TraceExportError("the file path holds a NUL character")
+        traces = self._trace_store.list(self._trace_filter(collection), since, limit,
+                                        oldest_first=True)
+        if url is not None:
+            return post_otlp(url, traces, service_name, timeout=timeout, headers=headers)
+        return write_otlp_file(destination, traces, service_name)
 
     # ------------------------------------------------------------ evaluate
     def evaluate(self, ref: str | CollectionVersion,
                  questions: Sequence[Question | Mapping[str, Any]], *, k: int = 10,
                  modes: Sequence[str] = MODES, answers: bool = False,
                  generator: Generator | None = None, answer_k: int = 5,
-                 record: bool = True) -> EvaluationReport:
+                 record: bool = True, prompt: str | PromptTemplate | None = None,
+                 judge: Judge | None = None, dry_run: bool = False) -> EvaluationReport:
         """Score retrieval (hit rate@k, recall@k, MRR@k, nDCG@10 per mode) and,
         with ``answers=True``, the groundedness and citation precision of the
         answers, on labelled questions. Recorded as a run in the experiment
         ``rag`` (tag ``rag.kind=evaluate``) unless ``record`` is false.
+
+        Parameters
+        ----------
+        prompt
+            Write the answers with this prompt template version (implies
+            ``answers``; needs a generator that uses prompts).
+        judge
+            Also score the answers with this LLM :class:`Judge` (implies
+            ``answers``); its means, token counts and cost go into
+            ``report.judge`` and the run's metrics. Its cache defaults to
+            ``<home>/rag/judge.sqlite``.
+        dry_run
+            With ``judge``: only estimate the judge's calls, tokens and cost
+            (``report.judge["estimate"]``); nothing is sent to it.
         """
+        if judge is not None and not isinstance(judge, Judge):
+            raise GenAIError(f"judge must be a shipyard.genai.Judge, got "
+                             f"{type(judge).__name__}")
+        if not isinstance(dry_run, bool) or (dry_run and judge is None):
+            raise GenAIError("dry_run=True estimates a judge's cost: pass judge=Judge(...) too")
+        questions = coerce_questions(questions)
         version = self._resolve(ref)
         retriever = self.retriever(version)
         report = evaluate_retrieval(retriever, questions, k=k, modes=modes)
-        if answers:
+        if answers or prompt is not None or judge is not None:
             generator = check_generator(generator) if generator is not None else \
                 ExtractiveGenerator(embedder=retriever.embedder)
-            scores = []
-            for item in report.per_question:
-                hits = retriever.search(item["text"], k=answer_k, mode="hybrid")
-                result = generator.generate(item["text"], hits)
-                scored = score_answer(result)
-                scores.append(scored)
-                item["answer"] = {"text": result.text, "refusal": result.refusal,
-                                  "scores": scored.to_dict()}
-            report.answers, why = aggregate_answer_scores(scores)
-            report.not_scorable.update(why)
+            if prompt is not None:
+                generator = self._with_prompt(generator, prompt)
+                report.prompt = generator.prompt.ref
+            if judge is not None and judge.cache is None:
+                judge = judge.with_cache(self.home / "judge.sqlite")
+            evaluate_answers(report, retriever, generator, answer_k=answer_k, judge=judge,
+                             dry_run=dry_run)
         if record:
+            params = {"k": k, "modes": ",".join(modes), "questions": len(questions),
+                      "answers": report.answers is not None}
+            if report.prompt:
+                params["prompt"] = report.prompt
+            if judge is not None:
+                params.update({"judge": judge.model, "judge_dry_run": dry_run})
             with self._ws.runs.start(
-                    EXPERIMENT, name=f"evaluate {version.ref}",
-                    params={"k": k, "modes": ",".join(modes), "questions": len(questions),
-                            "answers": answers},
+                    EXPERIMENT, name=f"evaluate {version.ref}", params=params,
                     tags={TAG_COLLECTION: version.name, TAG_KIND: "evaluate",
                           TAG_VERSION: str(version.version)}) as run:
                 run.log_metrics(report.metrics())
                 run.log_dict("report.json", report.to_dict())
         return report
+
+    # ------------------------------------------------------------- prompts
+    @functools.cached_property
+    def prompts(self) -> PromptRegistry:
+        """Prompt templates, versioned in the model registry
+        (:class:`PromptRegistry`): ``ws.rag.prompts.register("qa", ...)``."""
+        return PromptRegistry(self._ws)
+
+    def _with_prompt(self, generator: Generator | None,
+                     prompt: str | PromptTemplate) -> Generator:
+        if generator is None:
+            raise GenAIError(f"prompt {prompt} needs a generator that writes from a prompt; "
+                             "the default extractive one only quotes passages",
+                             hint="pass generator=OpenAIChatGenerator(model, base_url=...)")
+        template = self.prompts.get(prompt) if isinstance(prompt, str) else prompt
+        if not isinstance(template, PromptTemplate):
+            raise GenAIError(f"prompt must be a ref like 'qa@champion' or a PromptTemplate, "
+                             f"got {type(prompt).__name__}")
+        return generator.with_prompt(template)
+
+    # ----------------------------------------------------------- promotion
+    def aliases(self, name: str) -> dict[str, int]:
+        """Alias → version number of collection ``name`` (``{"champion": 3}``)."""
+        return self.records.aliases(name)
+
+    def alias_history(self, name: str) -> list[dict[str, Any]]:
+        """Every alias move of collection ``name``, oldest first (from the
+        audit log)."""
+        return self.records.alias_history(name)
+
+    def set_alias(self, ref: str | CollectionVersion, alias: str, *, actor: str | None = None,
+                  reason: str | None = None) -> CollectionVersion:
+        """Point ``alias`` of a collection at the version ``ref`` names,
+        without gates (audited as ``rag.alias.set``); gated moves are
+        :meth:`promote`."""
+        version = self.get(ref)
+        self.records.set_alias(version.name, alias, version.version, actor=actor,
+                               reason=_reason(reason))
+        self._forget_refs(version.name)
+        return version
+
+    def remove_alias(self, name: str, alias: str, *, actor: str | None = None,
+                     reason: str | None = None) -> None:
+        """Remove ``alias`` of collection ``name`` (audited)."""
+        self.records.remove_alias(name, alias, actor=actor, reason=_reason(reason))
+        self._forget_refs(name)
+
+    def _forget_refs(self, name: str) -> None:
+        with self._lock:
+            for key in [key for key in self._resolved if key[0] == name]:
+                del self._resolved[key]
+
+    def promote(self, ref: str | CollectionVersion,
+                questions: Sequence[Question | Mapping[str, Any]], *,
+                gates: Any = None, alias: str = "champion", k: int = 10,
+                modes: Sequence[str] = MODES, answers: bool = False,
+                generator: Generator | None = None, judge: Judge | None = None,
+                answer_k: int = 5, actor: str | None = None,
+                reason: str | None = None) -> RagPromotion:
+        """Move ``alias`` (``champion``) of a collection to the version ``ref``
+        only if it passes ``gates``: the candidate and the current holder are
+        evaluated on the same ``questions``, absolute thresholds are checked
+        on the candidate and champion rules on per-question pairs. Whatever the
+        outcome, the attempt is a run (``rag.kind=promote``) and an audit entry
+        ``rag.promote`` with every gate's verdict; a refused candidate leaves
+        the alias where it was.
+
+        Parameters
+        ----------
+        ref
+            The candidate (``docs@3``; ``docs`` is the newest version).
+        questions
+            Labelled questions (:class:`Question` or ``{"text", "relevant"}``).
+        gates
+            A mapping in the vocabulary of model gates —
+            ``{"metrics": {"hybrid.ndcg@10": {"min": 0.8}}, "champion":
+            {"metric": "hybrid.ndcg@10", "max_drop": 0.02, "test":
+            "paired_bootstrap"}}`` — or lines (``"hybrid.ndcg@10 >= 0.8"``,
+            ``"hybrid.mrr@10 >= champion - 0.02"``). Default: no worse than
+            the champion on ``hybrid.ndcg@10`` (the first mode's without
+            hybrid). Gate names are ``<mode>.<score>``, ``answers.<score>``
+            (needs ``answers``) and ``judge.<criterion>`` (needs ``judge``).
+        alias
+            The alias to move.
+        k, modes, answers, generator, judge, answer_k
+            As in :meth:`evaluate`.
+        actor, reason
+            Recorded in the audit log.
+
+        Returns
+        -------
+        RagPromotion
+            Prints as a table of the gates.
+
+        Raises
+        ------
+        CollectionNotFoundError
+            No such collection or version.
+        GenAIError
+            Malformed gates or questions, an unknown gate metric.
+        """
+        candidate = self.get(ref)
+        alias = check_collection_alias(alias)
+        reason = _reason(reason)
+        questions = coerce_questions(questions)
+        default = "hybrid.ndcg@10" if "hybrid" in modes else f"{modes[0]}.ndcg@10"
+        criteria = judge.criteria if isinstance(judge, Judge) else ()
+        policy = load_rag_gates(gates, default_metric=default, known=known_metrics(
+            modes, k, answers=answers or judge is not None, judge_criteria=criteria))
+        holder_number = self.records.aliases(candidate.name).get(alias)
+        holder = None
+        if holder_number is not None:
+            try:
+                holder = self.get(f"{candidate.name}@{holder_number}")
+            except CollectionNotFoundError:
+                holder = None  # dropped: there is no champion to beat
+        if holder is not None and holder.version == candidate.version:
+            return RagPromotion("collection", candidate.ref, holder.ref, alias, True,
+                                _no_gates(), already=True, questions=len(questions))
+        options = {"k": k, "modes": modes, "answers": answers, "generator": generator,
+                   "judge": judge, "answer_k": answer_k, "record": False}
+        new = self.evaluate(candidate, questions, **options)
+        old = self.evaluate(holder, questions, **options) if holder is not None else None
+        return self._decide("collection", candidate.name, candidate.ref, candidate.version,
+                            holder.ref if holder is not None else None, alias, policy, new,
+                            old, actor, reason, {TAG_COLLECTION: candidate.name,
+                                                 TAG_VERSION: str(candidate.version)})
+
+    def promote_prompt(self, ref: str | PromptTemplate, collection: str | CollectionVersion,
+                       questions: Sequence[Question | Mapping[str, Any]], *,
+                       generator: Generator, gates: Any = None, alias: str = "champion",
+                       judge: Judge | None = None, answer_k: int = 5,
+                       actor: str | None = None, reason: str | None = None) -> RagPromotion:
+        """Move ``alias`` of a prompt to the version ``ref`` only if the
+        answers it makes pass ``gates``: the candidate and the current holder
+        answer the same ``questions`` from ``collection`` with ``generator``,
+        and their answers are scored (groundedness, citation precision and
+        recall, refusal rate; the ``judge``'s criteria with one). Recorded as
+        in :meth:`promote`; the alias move is the registry's
+        (``model.alias.set`` on ``prompt.<name>``).
+
+        Default gates: no worse than the champion on ``answers.groundedness``.
+        """
+        candidate = self.prompts.get(ref)
+        if candidate.version is None:
+            raise GenAIError("only a registered prompt version can be promoted",
+                             hint="register it first: ws.rag.prompts.register(name, ...)")
+        from shipyard.registry import check_alias
+
+        try:
+            check_alias(alias)
+        except ShipyardError as exc:
+            raise GenAIError(exc.message, hint=exc.hint) from exc
+        reason = _reason(reason)
+        if generator is None:
+            raise GenAIError("promoting a prompt needs the generator that writes with it",
+                             hint="pass generator=OpenAIChatGenerator(model, base_url=...)")
+        check_generator(generator).with_prompt(candidate)  # refuses prompt-less generators
+        questions = coerce_questions(questions)
+        criteria = judge.criteria if isinstance(judge, Judge) else ()
+        policy = load_rag_gates(gates, default_metric="answers.groundedness", known=known_metrics(
+            ("hybrid",), 10, answers=True, judge_criteria=criteria))
+        try:
+            holder: PromptTemplate | None = self.prompts.get(f"{candidate.name}@{alias}")
+        except PromptNotFoundError:
+            holder = None
+        version = self._resolve(collection)
+        if holder is not None and holder.version == candidate.version:
+            return RagPromotion("prompt", candidate.ref, holder.ref, alias, True, _no_gates(),
+                                already=True, questions=len(questions))
+        options = {"modes": ("hybrid",), "generator": generator, "judge": judge,
+                   "answer_k": answer_k, "record": False, "answers": True}
+        new = self.evaluate(version, questions, prompt=candidate, **options)
+        old = self.evaluate(version, questions, prompt=holder, **options) \
+            if holder is not None else None
+        return self._decide("prompt", candidate.name, candidate.ref, candidate.version,
+                            holder.ref if holder is not None else None, alias, policy, new,
+                            old, actor, reason, {"rag.prompt": candidate.name,
+                                                 TAG_COLLECTION: version.name,
+                                                 "rag.collection_version": version.ref})
+
+    def _decide(self, kind: str, name: str, candidate: str, number: int, champion: str | None,
+                alias: str, policy: Any, new: EvaluationReport, old: EvaluationReport | None,
+                actor: str | None, reason: str | None, tags: dict[str, str]) -> RagPromotion:
+        """Check the gates, record the attempt (run + audit), move the alias
+        if they passed."""
+        import json
+
+        result = check_rag_gates(policy, new, old)
+        outcome = RagPromotion(kind, candidate, champion, alias, result.passed, result,
+                               new.values(), old.values() if old is not None else None,
+                               questions=new.n_questions)
+        params = {"kind": kind, "candidate": candidate, "champion": champion or "none",
+                  "alias": alias, "gates": json.dumps(policy.model_dump(), sort_keys=True)}
+        with self._ws.runs.start(EXPERIMENT, name=f"promote {candidate}", params=params,
+                                 tags={**tags, TAG_KIND: "promote"}) as run:
+            metrics = {f"candidate.{k}": v for k, v in new.metrics().items()}
+            if old is not None:
+                metrics.update({f"champion.{k}": v for k, v in old.metrics().items()})
+            metrics["gates_passed"] = float(sum(c.passed for c in result.checks))
+            metrics["gates_failed"] = float(len(result.failed))
+            run.log_metrics(metrics)
+            run.log_dict("promotion.json", {**outcome.to_dict(), "candidate_report":
+                                            new.to_dict(), "champion_report":
+                                            old.to_dict() if old is not None else None})
+            run.set_tags({"rag.promoted": str(result.passed).lower()})
+        outcome = replace(outcome, run_id=run.id)
+        summary = (f"gates passed on {new.n_questions} questions: " if result.passed else
+                   f"gates failed on {new.n_questions} questions: ") + result.summary()
+        why = f"{reason}; {summary}" if reason else summary
+        why = why if len(why) <= 3900 else why[:3897] + "..."
+        if result.passed:
+            if kind == "collection":
+                self.records.set_alias(name, alias, number, actor=actor, reason=why,
+                                       details={"run_id": run.id, "champion": champion})
+                self._forget_refs(name)
+            else:
+                self.prompts.set_alias(name, alias, number, actor=actor, reason=why)
+        object_type, object_id = (("rag.collection", name) if kind == "collection"
+                                  else ("model", f"prompt.{name}"))
+        self._ws.db.retry(lambda session: self._ws.audit.append(
+            session, actor=actor, action="rag.promote", object_type=object_type,
+            object_id=object_id, reason=why, details=outcome.to_dict()),
+            what=f"audit the promotion of {candidate}")
+        return outcome
+
+
+def _reason(reason: object) -> str | None:
+    if reason is not None and (not isinstance(reason, str) or len(reason) > 2000
+                               or "\x00" in reason):
+        raise GenAIError("a reason is text of at most 2000 characters without NUL")
+    return reason
+
+
+def _no_gates():
+    from shipyard.evaluate import GateResult
+
+    return GateResult()
+
+
+def _check_ref(ref: object) -> None:
+    """A malformed ref is refused before a trace starts (an unknown one is
+    traced, as an error)."""
+    if not isinstance(ref, CollectionVersion):
+        parse_collection_ref(ref)
+
+
+def _tracer(kind: str, trace: object) -> Tracer | None:
+    if not isinstance(trace, bool):
+        raise GenAIError(f"trace must be True or False, got {trace!r}")
+    return Tracer(kind) if trace else None
+
+
+def _token_attributes(answer: Answer, hits: Sequence[Hit]) -> dict[str, Any]:
+    """Prompt and completion tokens: the backend's ``usage``, else counted with
+    the MiniLM tokenizer (question and passages in, answer text out)."""
+    if answer.usage:
+        return {"prompt_tokens": answer.usage.get("prompt_tokens"),
+                "completion_tokens": answer.usage.get("completion_tokens"),
+                "token_source": "upstream"}
+    prompt = count_tokens([answer.question, *(h.chunk.text for h in hits)])
+    if prompt is None:
+        return {}
+    completion = 0 if answer.refused else count_tokens([answer.text])
+    return {"prompt_tokens": prompt, "completion_tokens": completion,
+            "token_source": "minilm"}
 
 
 # ------------------------------------------------------------------ ingestion
@@ -488,8 +1031,10 @@ class _Ingestion:
 
     def __init__(self, rag: Rag, name: str, chunker: TokenChunker, embedder: Embedder | None,
                  store: str | None, remove_missing: bool, on_error: str, max_bytes: int,
-                 keep_sources: bool, reembed: bool, keep_versions: int):
+                 keep_sources: bool, reembed: bool, keep_versions: int,
+                 progress: Callable[[str, int, int], None] | None = None):
         self.rag, self.ws, self.name = rag, rag._ws, name
+        self.progress = progress or (lambda stage, done, total: None)
         self.chunker, self.embedder_arg, self.store_arg = chunker, embedder, store
         self.remove_missing, self.on_error, self.max_bytes = remove_missing, on_error, max_bytes
         self.keep_sources, self.reembed, self.keep_versions = keep_sources, reembed, keep_versions
@@ -505,7 +1050,8 @@ class _Ingestion:
     def read(self, items: Sequence[str | os.PathLike | Document]) -> list[Document]:
         docs: dict[str, Document] = {}
         by_hash: dict[str, str] = {}
-        for item in items:
+        for number, item in enumerate(items, start=1):
+            self.progress("read", number - 1, len(items))
             if isinstance(item, Document):
                 found: Iterable[Document | Path] = [item]
             else:
@@ -535,6 +1081,7 @@ class _Ingestion:
                     continue
                 by_hash[doc.content_hash] = doc.source
                 docs[doc.doc_id] = doc
+        self.progress("read", len(items), len(items))
         return list(docs.values())
 
     # ---------------------------------------------------------------- run
@@ -665,8 +1212,7 @@ class _Ingestion:
         incremental = previous is not None and not plan["rebuild"]
         expected = previous.dimension if incremental else None
         t0 = time.perf_counter()
-        vectors, computed = embed_texts(embedder, [c.indexed_text for c in new_chunks],
-                                        rag.embedding_cache, expected_dim=expected)
+        vectors, computed = self._embed(embedder, new_chunks, expected)
         embed_seconds = time.perf_counter() - t0
         dimension = expected or int(vectors.shape[1])
         table = f"{_slug(self.name)}_{uuid.uuid4().hex[:10]}"
@@ -679,6 +1225,7 @@ class _Ingestion:
                 store.create(table, dimension)
             for i in range(0, len(new_chunks), 2048):
                 store.upsert(table, new_chunks[i:i + 2048], vectors[i:i + 2048])
+                self.progress("write", min(i + 2048, len(new_chunks)), len(new_chunks))
             if store.count(table) != len(plan["chunks"]):
                 raise VectorStoreError(
                     f"the new index of {self.name!r} holds {store.count(table)} rows, not "
@@ -721,6 +1268,33 @@ class _Ingestion:
                 store.drop(table)
             raise
         return replace(version, manifest_digest=digest, new=True)
+
+    def _embed(self, embedder: Embedder, chunks: Sequence[Chunk], expected: int | None
+               ) -> tuple[Any, int]:
+        """``embed_texts`` in slices (texts sorted by length, as the embedder
+        batches them), reporting progress after each."""
+        import numpy as np
+
+        texts = [c.indexed_text for c in chunks]
+        if len(texts) <= _EMBED_SLICE:
+            self.progress("embed", 0, len(texts))
+            vectors, computed = embed_texts(embedder, texts, self.rag.embedding_cache,
+                                            expected_dim=expected)
+            self.progress("embed", len(texts), len(texts))
+            return vectors, computed
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        vectors, computed = None, 0
+        for start in range(0, len(order), _EMBED_SLICE):
+            rows = order[start:start + _EMBED_SLICE]
+            part, fresh = embed_texts(embedder, [texts[i] for i in rows],
+                                      self.rag.embedding_cache, expected_dim=expected)
+            if vectors is None:
+                vectors = np.zeros((len(texts), part.shape[1]), dtype=np.float32)
+            vectors[rows] = part
+            expected = expected or int(part.shape[1])
+            computed += fresh
+            self.progress("embed", start + len(rows), len(texts))
+        return vectors, computed
 
     def _prune(self, version: CollectionVersion) -> None:
         """Drop index tables of versions older than the kept ones, and tables

@@ -229,6 +229,15 @@ class Answer:
     refusal
         Why there is no answer (nothing relevant retrieved, an empty
         collection), else ``None``.
+    prompt
+        The prompt template version the generator wrote from (``qa@2``),
+        or ``None`` (the built-in prompt, or no prompt).
+    usage
+        Token counts the generator's backend reported (``prompt_tokens``,
+        ``completion_tokens``), else ``None``.
+    trace_id
+        The trace of the request (``ws.rag.trace(trace_id)``); ``None`` when
+        not traced.
     """
 
     question: str
@@ -237,6 +246,9 @@ class Answer:
     hits: tuple[Hit, ...]
     generator: str
     refusal: str | None = None
+    prompt: str | None = None
+    usage: dict[str, int] | None = field(default=None, compare=False)
+    trace_id: str | None = field(default=None, compare=False)
 
     @property
     def refused(self) -> bool:
@@ -246,4 +258,5 @@ class Answer:
         return {"question": self.question, "text": self.text,
                 "citations": [c.to_dict() for c in self.citations],
                 "hits": [h.to_dict() for h in self.hits], "generator": self.generator,
-                "refusal": self.refusal}
+                "refusal": self.refusal, "prompt": self.prompt, "usage": self.usage,
+                "trace_id": self.trace_id}

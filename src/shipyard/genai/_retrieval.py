@@ -18,6 +18,7 @@ from shipyard.genai._bm25 import BM25Index, analyse
 from shipyard.genai._embeddings import Embedder
 from shipyard.genai._filters import matches, parse_where
 from shipyard.genai._records import Chunk, Hit
+from shipyard.genai._tracing import Tracer, hit_attributes, span
 from shipyard.genai._vectorstore import VectorStore
 
 #: Retrieval modes.
@@ -261,7 +262,7 @@ class Retriever:
     def search(self, question: str, *, k: int = 5, mode: str = "hybrid",
                where: Mapping[str, Any] | None = None, mmr: float | None = None,
                reranker: Reranker | None = None, fetch_k: int | None = None,
-               vector: np.ndarray | None = None) -> list[Hit]:
+               vector: np.ndarray | None = None, tracer: Tracer | None = None) -> list[Hit]:
         """The ``k`` best chunks for ``question``.
 
         Parameters
@@ -282,6 +283,9 @@ class Retriever:
             default ``max(4k, 20)``.
         vector
             The question's embedding, if already computed.
+        tracer
+            Records the steps as spans: ``embed``, ``retrieve`` (children
+            ``dense``, ``bm25``, ``fuse``), ``rerank``, ``mmr``.
         """
         if mode not in MODES:
             raise GenAIError(f"unknown retrieval mode {mode!r}", hint=f"use one of {MODES}")
@@ -293,20 +297,40 @@ class Retriever:
         deep = reranker is not None or mmr is not None
         fetch = max(fetch_k or max(4 * k, 20), k) if (deep or mode == "hybrid") else k
         if mode in ("dense", "hybrid") and vector is None:
-            vector = self.embed_question(question)
-        if mode == "dense":
-            hits = self.dense(question, fetch, where, vector=vector)
-        elif mode == "bm25":
-            hits = self.bm25(question, fetch, where)
-        else:
-            hits = reciprocal_rank_fusion(
-                {"dense": self.dense(question, fetch, where, vector=vector),
-                 "bm25": self.bm25(question, fetch, where)},
-                k=self.rrf_k, weights=self.weights, limit=fetch)
+            with span(tracer, "embed", embedder=self.embedder.name):
+                vector = self.embed_question(question)
+        with span(tracer, "retrieve", mode=mode, k=k, fetch_k=fetch,
+                  filtered=where is not None) as attrs:
+            if mode == "dense":
+                with span(tracer, "dense") as sub:
+                    hits = self.dense(question, fetch, where, vector=vector)
+                    sub.update(hit_attributes(hits))
+            elif mode == "bm25":
+                with span(tracer, "bm25") as sub:
+                    hits = self.bm25(question, fetch, where)
+                    sub.update(hit_attributes(hits))
+            else:
+                with span(tracer, "dense") as sub:
+                    dense = self.dense(question, fetch, where, vector=vector)
+                    sub.update(hit_attributes(dense))
+                with span(tracer, "bm25") as sub:
+                    lexical = self.bm25(question, fetch, where)
+                    sub.update(hit_attributes(lexical))
+                with span(tracer, "fuse", method="rrf", rrf_k=self.rrf_k) as sub:
+                    hits = reciprocal_rank_fusion({"dense": dense, "bm25": lexical},
+                                                  k=self.rrf_k, weights=self.weights,
+                                                  limit=fetch)
+                    sub.update(hit_attributes(hits))
+            if tracer is not None:
+                attrs.update(hit_attributes(hits[:k] if not deep else hits))
         if reranker is not None:
-            hits = reranker.rerank(question, hits, k=fetch if mmr is not None else k)
+            with span(tracer, "rerank", reranker=reranker.name, candidates=len(hits)) as sub:
+                hits = reranker.rerank(question, hits, k=fetch if mmr is not None else k)
+                sub.update(hit_attributes(hits))
         if mmr is not None:
-            hits = self._mmr(question, hits, k, mmr, vector)
+            with span(tracer, "mmr", mmr_lambda=mmr, candidates=len(hits)) as sub:
+                hits = self._mmr(question, hits, k, mmr, vector)
+                sub.update(hit_attributes(hits))
         return [replace(h, rank=i + 1) for i, h in enumerate(hits[:k])]
 
     def _mmr(self, question: str, hits: list[Hit], k: int, lambda_: float,

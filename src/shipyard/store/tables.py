@@ -310,3 +310,24 @@ class MonitorAlertRow(Base):
     last_report_id: Mapped[int | None] = mapped_column(ForeignKey("monitor_reports.id"))
     details: Mapped[dict] = mapped_column(JSON, nullable=False)
     deliveries: Mapped[list] = mapped_column(JSON, nullable=False)
+
+
+# ---------------------------------------------------------------- RAG traces
+class RagTraceRow(Base):
+    """One traced ``ws.rag.query``/``answer`` (see :mod:`shipyard.genai`): the
+    fields a query filters on as columns, its spans (name, ids, start, duration,
+    attributes) as JSON. Never raw PII: questions are stored as redacted."""
+
+    __tablename__ = "rag_traces"
+    __table_args__ = (Index("ix_rag_traces_collection_started", "collection", "started_at"),)
+    trace_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    collection: Mapped[str | None] = mapped_column(String(200))
+    ref: Mapped[str | None] = mapped_column(String(220))
+    started_at: Mapped[float] = mapped_column(Float, nullable=False, index=True)
+    duration_ms: Mapped[float] = mapped_column(Float, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    generator: Mapped[str | None] = mapped_column(String(200))
+    refusal: Mapped[str | None] = mapped_column(Text)
+    question: Mapped[str | None] = mapped_column(Text)
+    spans: Mapped[list] = mapped_column(JSON, nullable=False)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import Connection
 
-HEAD = "0007_monitor"
+HEAD = "0008_rag_traces"
 VERSION_TABLE = "shipyard_schema_version"
 HERE = Path(__file__).parent
 
