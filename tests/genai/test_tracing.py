@@ -176,6 +176,10 @@ def test_an_answer_is_a_trace_of_timed_spans(cities):
     generate = trace.span("generate").attributes
     assert generate["generator"] == "extractive" and generate["token_source"] == "minilm"
     assert generate["prompt_tokens"] > generate["completion_tokens"] > 0
+    assert generate["answer"] == answer.text and answer.citations
+    assert generate["citations"] == [
+        {"marker": c.marker, "chunk_id": c.chunk_id, "source": c.source, "section": c.section,
+         "page": c.page, "start": c.start, "end": c.end} for c in answer.citations]
     assert [s.attributes["stage"] for s in trace.spans_named("guard")] == \
         ["question", "context", "answer"]
 

@@ -113,6 +113,9 @@ def test_answer_trace_shows_spans_chunks_and_generation(client, rag_env):
     assert "The Eiffel Tower is 330 metres tall" in chunks
     assert "Paris &lt;script&gt;" in chunks  # the document's title, escaped
     assert 'id="generation"' in html and "prompt_tokens" in html
+    cited = re.search(r'<table id="trace-citations">(.*?)</table>', html, re.DOTALL).group(1)
+    assert answer.citations and all(c.chunk_id in cited and f"[{c.marker}]" in cited
+                                    for c in answer.citations)
 
 
 def test_blocked_injection_shows_the_guardrail_verdict(client, rag_env):

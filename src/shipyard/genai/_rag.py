@@ -542,10 +542,17 @@ class Rag:
                 attrs.update(_token_attributes(result, hits))
                 if result.refusal:
                     attrs["refusal"] = result.refusal
+            generated = attrs
         if guard is not None:
             with span(tracer, "guard") as attrs:
                 result, report = guard.check_answer(result)
                 attrs.update(report.attributes())
+        if tracer is not None:  # what was answered and cited, after redaction
+            generated["answer"] = result.text[:4000]
+            generated["citations"] = [
+                {"marker": c.marker, "chunk_id": c.chunk_id, "source": c.source,
+                 "section": c.section, "page": c.page, "start": c.start, "end": c.end}
+                for c in result.citations]
         return result
 
     # -------------------------------------------------------------- traces
