@@ -8,7 +8,7 @@ import pytest
 
 from shipyard.errors import DataError, NotFoundError
 from shipyard.evaluate._gates import GatePolicy
-from shipyard.evaluate._promote import promote
+from shipyard.evaluate._promote import promote, promotions
 from shipyard.registry import RegistryError
 
 from shipyard.store.tables import (AuditEntryRow, ModelAliasEventRow, ModelAliasRow,
@@ -31,12 +31,20 @@ def _data(n: int, seed: int) -> pd.DataFrame:
 
 
 def row_counts(ws) -> dict[str, int]:
-    """Rows of each registry table and the audit log: a refusal must change none."""
+    """Rows of each registry table and the audit log."""
     from sqlalchemy import func, select
 
     with ws.db.read() as s:
         return {t.__tablename__: s.execute(select(func.count()).select_from(t)).scalar()
                 for t in REGISTRY_TABLES}
+
+
+def assert_only_recorded(ws, before: dict[str, int], outcome: str = "refused") -> None:
+    """A refusal changes no registry row; it adds one audit entry: its record."""
+    after = row_counts(ws)
+    assert after == {**before, "audit_log": before["audit_log"] + 1}
+    (entry,) = ws.audit.entries(limit=1)
+    assert entry.action == "model.promote" and entry.details["outcome"] == outcome
 
 
 def register_model(ws, name: str, quality: str, *, seed: int = 0):
@@ -109,7 +117,7 @@ def test_refuses_worse_challenger(workspace, test_set):
     check = result.gates.checks[0]
     assert check.name == "champion.paired_bootstrap" and check.observed < 0
     assert workspace.models.get("fraud@champion").version == 1
-    assert row_counts(workspace) == before
+    assert_only_recorded(workspace, before)
 
 
 def test_better_challenger_replaces_champion(workspace, test_set):
@@ -132,7 +140,8 @@ def test_an_equal_challenger_does_not_replace_the_champion(workspace, test_set, 
     result = _promote(workspace, twin.ref, test_set,
                       policy={"champion": {"metric": "accuracy", "test": test,
                                            "min_improvement": 0.01}})
-    assert not result.promoted and row_counts(workspace) == before
+    assert not result.promoted
+    assert_only_recorded(workspace, before)
 
 
 def test_failed_floor_blocks_even_without_a_champion(workspace, test_set):
@@ -143,7 +152,7 @@ def test_failed_floor_blocks_even_without_a_champion(workspace, test_set):
     assert not result.promoted
     assert [(c.name, c.reason) for c in result.gates.failed][1] == ("metrics.f1.min",
                                                                     "not measured")
-    assert row_counts(workspace) == before
+    assert_only_recorded(workspace, before)
     with pytest.raises(NotFoundError):
         workspace.models.get("fraud@champion")
 
@@ -225,7 +234,13 @@ def test_real_evaluation_refuses_a_worse_challenger(workspace, test_set):
         "robustness": {"min_accuracy_under_noise": 0.5}}),
         dataset_ref=test_set, target="label", sensitive=["group"])
     assert [c.name for c in result.gates.failed] == ["champion.paired_bootstrap"]
-    assert not result.promoted and row_counts(workspace) == before
+    assert not result.promoted
+    assert_only_recorded(workspace, before)
+    (record,) = promotions(workspace, "fraud")
+    run = workspace.runs.search("tags.model = 'fraud@2'", experiment="evaluation")[0]
+    assert record.evaluation_run == run.id
+    assert record.headline["metric"] == run.tags["headline"] == result.report["headline"]["metric"]
+    assert record.gates == result.gates and record.gates.checks[0].rule is not None
 
 
 @pytest.fixture
@@ -267,12 +282,14 @@ def test_cli_exits_1_on_failed_gates_and_0_with_an_override(cli_home, tmp_path):
     assert out.exit_code == 1, out.output
     assert "champion.paired_bootstrap" in out.output and "not promoted" in out.output
     assert "fairness.max_demographic_parity_difference" in out.output  # from features.sensitive
+    assert "recorded as audit entry" in out.output and "--action model.promote" in out.output
     out = runner.invoke(app, [*args, "--override", "approved by risk"])
     assert out.exit_code == 0 and "promoted by override" in out.output
     with Workspace.open(home) as ws:
         assert ws.models.get("fraud@champion").version == 2
         entry = ws.audit.entries("model", "fraud", action="model.alias.set")[-1]
         assert entry.actor == "ci" and "failed gates: champion.paired_bootstrap" in entry.reason
+        assert [r.outcome for r in promotions(ws, "fraud")] == ["refused", "overridden"]
 
     gates = tmp_path / "gates.yaml"
     gates.write_text("metrics:\n  accuracy: {min: 0.99}\n")

@@ -21,7 +21,9 @@ from shipyard import Workspace
 from .conftest import XSS_IMG, XSS_SCRIPT, _free_port, browser_login, login, shot
 
 GATES = {"metrics": {"accuracy": {"min": 0.55}}}
-STRICT = {"metrics": {"accuracy": {"min": 0.99}, "f1": {"min": 0.1}}}
+#: A metric no report has, named like an attack: its gate fails as "not measured".
+HOSTILE_METRIC = f"f1 {XSS_IMG}"
+STRICT = {"metrics": {"accuracy": {"min": 0.99}, "f1": {"min": 0.1}, HOSTILE_METRIC: {"min": 0.5}}}
 
 
 def build_lifecycle(home) -> dict:
@@ -60,7 +62,7 @@ def build_lifecycle(home) -> dict:
     ok = ws.promote(f"credit@{versions[0]}", policy=GATES, dataset_ref=test.ref,
                     target="default", evaluate_fn=full)
     refused = ws.promote(f"credit@{versions[1]}", policy=STRICT, dataset_ref=test.ref,
-                         target="default", evaluate_fn=quick)
+                         target="default", evaluate_fn=quick, actor=f"eve {XSS_IMG}")
     forced = ws.promote(f"credit@{versions[1]}", to="staging", policy=STRICT,
                         dataset_ref=test.ref, target="default", evaluate_fn=quick,
                         override_reason=f"load test {XSS_SCRIPT}")
@@ -204,23 +206,53 @@ def test_a_deployment_without_logged_requests_says_so(admin_client):
 
 
 # -------------------------------------------------------------------- models
+def _attempt_rows(html: str, table_id: str) -> list[tuple[str, str]]:
+    table = re.search(rf'<table id="{table_id}">(.*?)</table>', html, re.DOTALL).group(1)
+    return re.findall(r'<tr class="attempt ([a-z]+)" data-seq="\d+">(.*?)</tr>', table,
+                      re.DOTALL)
+
+
 def test_promotion_attempts_show_their_gates(client, life):
+    from shipyard.evaluate import promotions
+
     html = client.get("/models/credit").text
     _assert_escaped(html)
-    table = re.search(r'<table id="promotion-attempts">(.*?)</table>', html, re.DOTALL).group(1)
-    rows = re.findall(r'<tr class="attempt ([a-z\-]+)">(.*?)</tr>', table, re.DOTALL)
-    assert [kind for kind, _ in rows] == ["overridden", "not-moved", "promoted"]
+    rows = _attempt_rows(html, "promotion-attempts")
+    assert [kind for kind, _ in rows] == ["overridden", "refused", "promoted"]
+    records = promotions(life["ws"], "credit")[::-1]  # the audit log's records, newest first
+    assert [r.outcome for r in records] == ["overridden", "refused", "promoted"]
+    for (_, row), record in zip(rows, records, strict=True):
+        gates = re.findall(r'<div class="gate (ok|bad)" data-gate="([^"]*)"', row)
+        # every gate, passed and failed, in the recorded order with its verdict
+        assert gates == [("ok" if c.passed else "bad", _escaped(c.name))
+                         for c in record.gates.checks]
+        for check in record.gates.checks:
+            if check.observed is not None:
+                assert f"observed {check.observed:.4g}" in row
+        assert f"/runs/{record.evaluation_run}/view/evaluation/report.html" in row
+        assert f'href="/runs/{record.evaluation_run}"' in row
     overridden, refused, promoted = (_text(r) for _, r in rows)
-    assert "0/2 passed" in overridden and "metrics.accuracy.min" in overridden
-    assert "metrics.f1.min" in overridden and "staging" in overridden
-    assert "load test &lt;script&gt;" in overridden
-    assert "alias not moved" in refused and "not recorded" in refused
-    assert "1/1 passed" in promoted and "champion" in promoted
-    # each attempt links its evaluation run and report
+    assert "promoted by override : load test &lt;script&gt;" in overridden
+    assert "0/3 passed" in overridden and "staging" in overridden
+    # the refused attempt keeps its failed gates, figures and hostile text escaped
+    assert "refused (alias not moved)" in refused and "0/3 passed" in refused
+    accuracy = records[1].gates.checks[0]
+    assert (f"✗ metrics.accuracy.min (accuracy &gt;= 0.99) : observed {accuracy.observed:.4g} · "
+            f"threshold 0.99 · CI [{accuracy.details['ci_low']:.4g}, ") in refused
+    assert "✗ metrics.f1.min (f1 &gt;= 0.1) : observed 0 · threshold 0.1" in refused
+    assert f"metrics.{_escaped(HOSTILE_METRIC)}.min" in refused and "not measured" in refused
+    assert f"eve {_escaped(XSS_IMG)}" in refused and "vs credit@1" in refused
+    assert "1/1 passed" in promoted and "champion (no holder)" in promoted
+    assert "✓ metrics.accuracy.min (accuracy &gt;= 0.55) : observed" in promoted
+    # each attempt links its own evaluation run
     runs = life["ws"].runs.search(experiment="evaluation", limit=None)
-    assert len(runs) == 3
-    for run in runs:
-        assert f"/runs/{run.id}/view/evaluation/report.html" in table
+    assert {r.id for r in runs} == {r.evaluation_run for r in records}
+
+
+def _escaped(text: str) -> str:
+    from markupsafe import escape
+
+    return str(escape(text))
 
 
 def test_version_page_shows_report_figures_and_shap(client, life):
@@ -234,8 +266,11 @@ def test_version_page_shows_report_figures_and_shap(client, life):
     features = re.findall(r"<th>([^<]+)</th>", shap)
     assert sorted(features) == ["debt", "income"]
     assert 'id="model-card"' in html
-    attempts = re.search(r'<table id="version-attempts">(.*?)</table>', html, re.DOTALL).group(1)
-    assert "promoted" in attempts and "1/1 passed" in attempts
+    ((kind, attempt),) = _attempt_rows(html, "version-attempts")
+    assert kind == "promoted" and "1/1 passed" in attempt and "/models/credit/1" not in attempt
+    v2 = client.get(f"/models/credit/{life['versions'][1]}").text
+    _assert_escaped(v2)
+    assert [k for k, _ in _attempt_rows(v2, "version-attempts")] == ["overridden", "refused"]
 
 
 def test_version_without_explanations_says_why(client, life):

@@ -89,6 +89,10 @@ def print_promotion(result: Any) -> None:
     else:
         console.print(f"[red]not promoted:[/] {len(result.gates.failed)} gate(s) failed; "
                       f"{result.alias!r} is unchanged")
+    if result.audit_seq is not None:
+        name = escape(result.model.rpartition("@")[0])
+        console.print(f"recorded as audit entry {result.audit_seq}: shipyard audit list "
+                      f"--object 'model:{name}' --action model.promote")
 
 
 def _fmt(value: object) -> str:

@@ -28,7 +28,8 @@ if TYPE_CHECKING:
     from shipyard.evaluate._gates import (BaseRule, ChampionRule, FairnessRule, GateCheck, GatePolicy,
                                           GateResult, LatencyRule, MetricRule, RobustnessRule,
                                           check_gates, load_policy)
-    from shipyard.evaluate._promote import PromotionResult, promote
+    from shipyard.evaluate._promote import (PROMOTE_ACTION, PromotionRecord, PromotionResult,
+                                            promote, promotions, record_promotion)
 
 #: Public name -> private module that defines it (resolved lazily).
 _EXPORTS = {
@@ -46,7 +47,8 @@ _EXPORTS = {
     **dict.fromkeys(["BaseRule", "ChampionRule", "FairnessRule", "GateCheck", "GatePolicy", "GateResult",
                      "LatencyRule", "MetricRule", "RobustnessRule", "check_gates", "load_policy"],
                     "shipyard.evaluate._gates"),
-    **dict.fromkeys(["PromotionResult", "promote"], "shipyard.evaluate._promote"),
+    **dict.fromkeys(["PROMOTE_ACTION", "PromotionRecord", "PromotionResult", "promote",
+                     "promotions", "record_promotion"], "shipyard.evaluate._promote"),
 }
 __all__ = sorted(_EXPORTS)
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -150,17 +150,51 @@ class GatePolicy(_Rule):
 
 @dataclass(frozen=True)
 class GateCheck:
-    """One rule's verdict: ``observed`` against ``threshold``, and why."""
+    """One rule's verdict: ``observed`` against ``threshold``, and why.
+
+    Attributes
+    ----------
+    name
+        The rule's dotted name (``metrics.accuracy.min``).
+    passed
+        The verdict.
+    observed, threshold
+        The figure compared and its bound (None: not measured / no bound).
+    reason
+        The verdict in words, with the figures.
+    rule
+        The rule itself in words (``accuracy >= 0.9``); None for checks
+        built without one.
+    details
+        Figures behind the verdict, small and JSON-ready: the point value and
+        CI of a metric, each feature's fairness figure, the paired test's
+        ``p_value`` and ``ci_low`` bound, McNemar's discordant counts. Not
+        part of ``==``.
+    """
 
     name: str
     passed: bool
     observed: float | None
     threshold: float | None
     reason: str
+    rule: str | None = None
+    details: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "passed": self.passed, "observed": self.observed,
-                "threshold": self.threshold, "reason": self.reason}
+        return {"name": self.name, "rule": self.rule, "passed": self.passed,
+                "observed": self.observed, "threshold": self.threshold,
+                "reason": self.reason, "details": dict(self.details)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> GateCheck:
+        """Rebuild a check from :meth:`to_dict` output (e.g. an audit entry's
+        details); missing keys become None."""
+        details = data.get("details")
+        return cls(str(data.get("name", "")), data.get("passed") is True,
+                   _number(data.get("observed")), _number(data.get("threshold")),
+                   str(data.get("reason") or ""),
+                   rule=data["rule"] if isinstance(data.get("rule"), str) else None,
+                   details=dict(details) if isinstance(details, Mapping) else {})
 
 
 @dataclass(frozen=True)
@@ -187,6 +221,17 @@ class GateResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"passed": self.passed, "checks": [c.to_dict() for c in self.checks]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> GateResult:
+        """Rebuild a result from :meth:`to_dict` output.
+
+        >>> r = GateResult([GateCheck("a", False, 0.5, 0.9, "0.5 < 0.9", rule="a >= 0.9")])
+        >>> GateResult.from_dict(r.to_dict()) == r
+        True
+        """
+        checks = (data or {}).get("checks") if isinstance(data, Mapping) else None
+        return cls([GateCheck.from_dict(c) for c in checks or () if isinstance(c, Mapping)])
 
 
 # -------------------------------------------------------------------- checks
@@ -266,17 +311,23 @@ def base_check(rule: BaseRule, report: Mapping[str, Any], base_value: float | No
     from shipyard.train import direction
 
     name = f"base.{rule.metric}.max_drop"
+    text = f"{rule.metric} at most {rule.max_drop:g} worse than the base version"
     if base_ref is None:
-        return GateCheck(name, True, None, rule.max_drop, "not derived from another version")
-    value = _get(report, "metrics", rule.metric, "value")
+        return GateCheck(name, True, None, rule.max_drop, "not derived from another version",
+                         rule=text, details={"metric": rule.metric, "base": None})
+    value = _number(_get(report, "metrics", rule.metric, "value"))
+    details = {"metric": rule.metric, "base": base_ref, "value": value,
+               "base_value": _number(base_value)}
     if value is None or base_value is None:
         return GateCheck(name, False, None, rule.max_drop,
-                         f"{NOT_MEASURED}: {rule.metric} of this version or of {base_ref}")
+                         f"{NOT_MEASURED}: {rule.metric} of this version or of {base_ref}",
+                         rule=text, details=details)
     drop = (base_value - value) if direction(rule.metric) == "maximize" else (value - base_value)
     passed = drop <= rule.max_drop + 1e-12
     return GateCheck(name, passed, float(drop), rule.max_drop,
                      f"{rule.metric} {value:.4g} vs {base_value:.4g} for its base {base_ref}: "
-                     f"{'within' if passed else 'more than'} {rule.max_drop:g} worse")
+                     f"{'within' if passed else 'more than'} {rule.max_drop:g} worse",
+                     rule=text, details=details)
 
 
 def _get(data: Any, *keys: str) -> Any:
@@ -294,12 +345,16 @@ def _number(value: Any) -> float | None:
     return None if math.isnan(value) else value
 
 
-def _bound(name: str, observed: float | None, threshold: float, kind: str) -> GateCheck:
+def _bound(name: str, observed: float | None, threshold: float, kind: str, figure: str,
+           details: dict[str, Any] | None = None) -> GateCheck:
+    rule = f"{figure} {'>=' if kind == 'min' else '<='} {threshold:g}"
     if observed is None:
-        return GateCheck(name, False, None, threshold, NOT_MEASURED)
+        return GateCheck(name, False, None, threshold, NOT_MEASURED, rule=rule,
+                         details=details or {})
     ok = observed >= threshold if kind == "min" else observed <= threshold
     op = (">=" if ok else "<") if kind == "min" else ("<=" if ok else ">")
-    return GateCheck(name, ok, observed, threshold, f"{observed:.4g} {op} {threshold:.4g}")
+    return GateCheck(name, ok, observed, threshold, f"{observed:.4g} {op} {threshold:.4g}",
+                     rule=rule, details=details or {})
 
 
 def _metric_checks(name: str, rule: MetricRule, report: Mapping[str, Any]) -> list[GateCheck]:
@@ -308,7 +363,10 @@ def _metric_checks(name: str, rule: MetricRule, report: Mapping[str, Any]) -> li
     if not isinstance(entry, Mapping) and rule.use != "value":
         observed = None
     suffix = "" if rule.use == "value" else f".{rule.use}"
-    return [_bound(f"metrics.{name}.{kind}{suffix}", observed, value, kind)
+    figure = name if rule.use == "value" else f"{rule.use} of {name}"
+    details = ({k: _number(entry.get(k)) for k in ("value", "ci_low", "ci_high") if k in entry}
+               if isinstance(entry, Mapping) else {"value": _number(entry)})
+    return [_bound(f"metrics.{name}.{kind}{suffix}", observed, value, kind, figure, details)
             for kind, value in (("min", rule.min), ("max", rule.max)) if value is not None]
 
 
@@ -330,16 +388,19 @@ def _fairness_checks(rule: FairnessRule, report: Mapping[str, Any]) -> list[Gate
             continue
         name = f"fairness.{attr}"
         values = {f: _number(_get(section, f, figure)) for f in features}
+        text = f"{figure} {'<=' if kind == 'max' else '>='} {threshold:g} for every feature"
         unmeasured = [f for f, v in values.items() if v is None]
         if not values or unmeasured:
             why = NOT_MEASURED + (f" for {', '.join(unmeasured)}" if unmeasured else "")
-            checks.append(GateCheck(name, False, None, threshold, why))
+            checks.append(GateCheck(name, False, None, threshold, why, rule=text,
+                                    details={"values": values}))
             continue
         pick = max if kind == "max" else min
         worst = pick(values, key=values.__getitem__)
-        check = _bound(name, values[worst], threshold, kind)
+        check = _bound(name, values[worst], threshold, kind, figure)
         checks.append(GateCheck(name, check.passed, check.observed, threshold,
-                                f"{check.reason} (worst: {worst})"))
+                                f"{check.reason} (worst: {worst})", rule=text,
+                                details={"worst": worst, "values": values}))
     return checks
 
 
@@ -353,7 +414,8 @@ def _latency_checks(rule: LatencyRule, report: Mapping[str, Any]) -> list[GateCh
         observed = _number(_get(operational, "latency_ms", key))
         if observed is None:  # operational_report's own layout
             observed = _number(_get(operational, part, "p99_ms"))
-        checks.append(_bound(f"latency.{key}_ms", observed, threshold, "max"))
+        checks.append(_bound(f"latency.{key}_ms", observed, threshold, "max",
+                             f"{part.replace('_', '-')} p99 latency (ms)"))
     return checks
 
 
@@ -368,15 +430,18 @@ def _robustness_checks(rule: RobustnessRule, report: Mapping[str, Any]) -> list[
                     math.isclose(float(p["level"]), rule.noise_level, rel_tol=1e-9):
                 observed = _number(p.get("value"))
         check = _bound("robustness.min_accuracy_under_noise", observed,
-                       rule.min_accuracy_under_noise, "min")
+                       rule.min_accuracy_under_noise, "min",
+                       f"score under gaussian noise {rule.noise_level:g}",
+                       {"noise_level": rule.noise_level})
         if observed is not None:
             check = GateCheck(check.name, check.passed, observed, check.threshold,
-                              f"{check.reason} at noise level {rule.noise_level:g}")
+                              f"{check.reason} at noise level {rule.noise_level:g}",
+                              rule=check.rule, details=check.details)
         checks.append(check)
     if rule.min_accuracy_under_attack is not None:
         checks.append(_bound("robustness.min_accuracy_under_attack",
                              _number(_get(section, "attack", "accuracy_under_attack")),
-                             rule.min_accuracy_under_attack, "min"))
+                             rule.min_accuracy_under_attack, "min", "accuracy under attack"))
     return checks
 
 
@@ -384,6 +449,16 @@ def _robustness_checks(rule: RobustnessRule, report: Mapping[str, Any]) -> list[
 def champion_check(rule: ChampionRule, challenger: Any, champion: Any, y_true: Any, *,
                    task: str | None = None) -> GateCheck:
     """The :class:`ChampionRule` verdict on paired predictions (see there)."""
+    check = _champion_check(rule, challenger, champion, y_true, task=task)
+    what = "accuracy" if rule.test == "mcnemar" else rule.metric
+    text = (f"{what} improvement over the champion > {rule.min_improvement:g} "
+            f"({rule.test.replace('_', ' ')}, p < {rule.alpha:g})")
+    return replace(check, rule=text, details={"test": rule.test, "metric": what,
+                                              "alpha": rule.alpha, **check.details})
+
+
+def _champion_check(rule: ChampionRule, challenger: Any, champion: Any, y_true: Any, *,
+                    task: str | None) -> GateCheck:
     name = f"champion.{rule.test}"
     if champion is None:
         return GateCheck(name, True, None, rule.min_improvement, NO_CHAMPION)
@@ -455,7 +530,9 @@ def _paired_bootstrap(name: str, rule: ChampionRule, chal: dict, champ: dict, y:
     return GateCheck(name, ok, observed, rule.min_improvement,
                      f"{rule.metric} improvement {observed:+.4g} (lower {1 - rule.alpha:.0%} "
                      f"bound {low:+.4g}), p={p:.3g} vs alpha {rule.alpha:g} for improvement > "
-                     f"{rule.min_improvement:g}: {verdict}")
+                     f"{rule.min_improvement:g}: {verdict}",
+                     details={"p_value": p, "ci_low": low, "ci_level": 1 - rule.alpha,
+                              "n_resamples": int(boot.size), "n": len(y)})
 
 
 def _per_row_metric(metric: str, task: str):
@@ -525,7 +602,9 @@ def _mcnemar(name: str, rule: ChampionRule, chal: dict, champ: dict, y: np.ndarr
     return GateCheck(name, ok, gain, rule.min_improvement,
                      f"challenger alone right on {c} rows, champion alone on {b}: accuracy "
                      f"gain {gain:+.4g}, p={p:.3g} vs alpha {rule.alpha:g}: "
-                     f"{'better' if ok else 'not shown better'}")
+                     f"{'better' if ok else 'not shown better'}",
+                     details={"p_value": p, "challenger_only": c, "champion_only": b,
+                              "n": len(y)})
 
 
 def load_policy(data: Mapping[str, Any] | None, *, source: str = "gates") -> GatePolicy:

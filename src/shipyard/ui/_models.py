@@ -4,8 +4,6 @@ with a reason, audited by the registry)."""
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import APIRouter, Form, Request
@@ -33,102 +31,15 @@ def _evaluations(ws, ref: str, limit: int = 20) -> list:
         return []
 
 
-#: How ``shipyard.evaluate.promote`` words the reason of the alias move it makes.
-_PASSED = re.compile(r"promotion gates passed on (?P<dataset>\S+): (?P<summary>.*)", re.DOTALL)
-_OVERRIDE = re.compile(r"override: (?P<why>.*); failed gates: (?P<failed>.*?); "
-                       r"on (?P<dataset>\S+): (?P<summary>\d+/\d+ gates passed.*)", re.DOTALL)
-_SUMMARY = re.compile(r"(?P<ok>\d+)/(?P<n>\d+) gates passed(?:; failed: (?P<failed>.*))?",
-                      re.DOTALL)
+def promotion_attempts(ws, name: str, *, version: int | None = None,
+                       limit: int = 200) -> list:
+    """The promotion attempts of model ``name`` (of one ``version``), newest
+    first, as ``promote`` recorded them in the audit log: each with its
+    outcome, every gate's verdict and figures, its evaluation run, actor and
+    time (:func:`shipyard.evaluate.promotions`)."""
+    from shipyard.evaluate import promotions
 
-
-@dataclass
-class Attempt:
-    """One promotion attempt as the workspace recorded it: the evaluation
-    run ``promote`` made (experiment ``evaluation``, tag ``model``) and, when
-    the alias moved, the move with the gate summary as its reason. A refused
-    promotion moves nothing, so it shows as an evaluation with no move."""
-
-    version: int | None
-    run: Any = None
-    move: Any = None
-    outcome: str = "evaluated"
-    dataset: str | None = None
-    passed: int | None = None
-    total: int | None = None
-    failed: list[str] = field(default_factory=list)
-    override: str | None = None
-
-    @property
-    def ts(self) -> float:
-        if self.move is not None:
-            return self.move.ts
-        return self.run.start_time if self.run is not None else 0.0
-
-
-def read_move(event: Any) -> Attempt | None:
-    """The attempt an alias move records, when ``promote`` made it (its
-    reason carries the gate summary); None for a manual move.
-
-    >>> from types import SimpleNamespace as E
-    >>> a = read_move(E(version=3, reason="promotion gates passed on t@1: 2/2 gates passed"))
-    >>> a.outcome, a.dataset, a.passed, a.total
-    ('promoted', 't@1', 2, 2)
-    >>> a = read_move(E(version=4, reason="override: ok by CFO; failed gates: x; on t@1: "
-    ...                 "1/2 gates passed; failed: x (0.5 < 0.9)"))
-    >>> a.outcome, a.override, a.failed
-    ('overridden', 'ok by CFO', ['x (0.5 < 0.9)'])
-    >>> read_move(E(version=1, reason="first release")) is None
-    True
-    """
-    reason = event.reason or ""
-    found = _PASSED.fullmatch(reason)
-    outcome, override = "promoted", None
-    if found is None:
-        found = _OVERRIDE.fullmatch(reason)
-        if found is None:
-            return None
-        outcome, override = "overridden", found.group("why")
-    attempt = Attempt(version=event.version, move=event, outcome=outcome,
-                      dataset=found.group("dataset"), override=override)
-    summary = _SUMMARY.match(found.group("summary"))
-    if summary is not None:
-        attempt.passed, attempt.total = int(summary.group("ok")), int(summary.group("n"))
-        if summary.group("failed"):
-            attempt.failed = [f.strip() for f in re.split(r"; (?=[\w.\-]+ \()",
-                                                          summary.group("failed"))]
-    return attempt
-
-
-def promotion_attempts(ws, name: str, versions: list, limit: int = 200) -> list[Attempt]:
-    """Every promotion attempt of model ``name``, newest first: each alias
-    move ``promote`` made, paired with the evaluation run it made just
-    before, and the evaluations of its versions that moved nothing."""
-    from shipyard.ui._paging import literal
-
-    refs = [v.ref for v in versions[-limit:]]
-    runs = []
-    if refs:
-        runs = ws.runs.search(f"tags.model IN ({', '.join(literal(r) for r in refs)})",
-                              experiment=EVALUATION_EXPERIMENT, limit=limit)
-    attempts = [a for a in (read_move(e) for e in ws.models.alias_history(name)
-                            if e.event in ("set", "rollback")) if a is not None]
-    used: set[str] = set()
-    for attempt in attempts:
-        ref = f"{name}@{attempt.version}"
-        earlier = [r for r in runs if r.id not in used and r.tags.get("model") == ref
-                   and r.params.get("dataset") == attempt.dataset
-                   and r.start_time <= attempt.move.ts]
-        if earlier:
-            attempt.run = max(earlier, key=lambda r: r.start_time)
-            used.add(attempt.run.id)
-    for run in runs:
-        if run.id not in used:
-            number = run.tags.get("model", "").rpartition("@")[2]
-            attempts.append(Attempt(version=int(number) if number.isdigit() else None,
-                                    run=run, outcome="not moved",
-                                    dataset=run.params.get("dataset")))
-    attempts.sort(key=lambda a: a.ts, reverse=True)
-    return attempts[:limit]
+    return list(reversed(promotions(ws, name, version=version, limit=limit)))
 
 
 def shap_bars(explanations: Any, width: int = 220) -> list[dict[str, Any]]:
@@ -165,7 +76,7 @@ def model_page(request: Request, name: str) -> Response:
     audit = ws.audit.entries("model", name[:300], limit=50)
     deployment = ws.deployments.get(name[:300])
     ready = [v.version for v in versions if v.status == "READY"]
-    attempts = promotion_attempts(ws, name[:300], versions)
+    attempts = promotion_attempts(ws, name[:300])
     return ui.page(request, "model.html", name=name, versions=list(reversed(versions)),
                    aliases=aliases, history=list(reversed(history)),
                    audit=list(reversed(audit)), deployment=deployment, ready=ready,
@@ -191,9 +102,7 @@ def model_version_page(request: Request, name: str, version: str) -> Response:
         card = ws.runs.load_artifact(evaluations[0][0].id, MODEL_CARD).decode(
             "utf-8", "replace")[:100_000]
     report = _latest_report(ws, evaluations)
-    versions = ws.models.versions(mv.name)
-    attempts = [a for a in promotion_attempts(ws, mv.name, versions)
-                if a.version == mv.version]
+    attempts = promotion_attempts(ws, mv.name, version=mv.version)
     from shipyard.ui._lineage import model_lineage
 
     return ui.page(request, "model_version.html", mv=mv, lineage=lineage,
