@@ -51,6 +51,7 @@ bench: $(VENV)/.bench
 	$(BIN)/python benchmarks/training.py
 	$(BIN)/python benchmarks/evaluation.py
 	$(BIN)/python benchmarks/serving.py
+	$(BIN)/python benchmarks/monitoring.py --setup
 
 clean:
 	rm -rf $(VENV) .shipyard .pytest_cache

@@ -1,47 +1,53 @@
-"""Monitoring benchmark: one window's drift report over a prediction log of
-1M and 5M rows × 20 columns, against Evidently's ``DataDriftPreset`` and
-NannyML's univariate drift on the same rows.
+"""Monitoring benchmark (issue #11, "Speed and correctness"), in one run.
 
-Data: 20 input columns (15 numeric of three shapes, 5 categorical); a
-reference of 100,000 rows registered as dataset ``bench@1``; a logistic
-regression pipeline trained on it and registered as ``bench@1`` (so the
-registry builds its reference profile); production rows drawn the same way
-with 4 columns shifted, scored by that model and written as the prediction
-log a server writes (Parquet, one row per request of ``--per-request`` rows,
-inputs and outputs as JSON text), all in one hour.
+Prints ``name: value`` lines, section by section:
 
-Prints ``name: value`` lines, per size N:
+``drift_<N>``
+    Drift of N production rows × 15 mixed columns (10 numeric of three
+    shapes, 5 categorical; 3 of them shifted) against a stored reference of
+    100,000 rows. ``shipyard``: the reference profile read back from its
+    JSON, the rows streamed from Parquet in batches into sketches, KS/PSI/
+    Wasserstein and χ²/PSI/Jensen–Shannon per column with Benjamini–Hochberg,
+    all timed. ``scipy``: a bare loop over the same tests on the raw rows
+    (pandas frames read from the same Parquet: ``ks_2samp``,
+    ``wasserstein_distance``, PSI on reference deciles, ``chi2_contingency``,
+    Jensen–Shannon, then BH), read time included. ``evidently``:
+    ``Report([DataDriftPreset()])`` on the same frames (its load time printed
+    apart, not counted). Each side runs in its own fresh process; peak memory
+    is that process's ``VmHWM``.
+``stream``
+    10M rows × 20 columns streamed from one Parquet file into sketches and
+    tested: seconds and peak RSS (target ≤ 1 GB).
+``embedding``
+    MMD (random Fourier features, permutation test) of 100k vs 100k
+    384-dimensional vectors, shifted and not (target ≤ 30 s).
+``false_alarm`` / ``power``
+    ≥ 200 seeded runs with no drift (20k reference vs 10k window rows × 15
+    columns): the share of runs in which any column's BH-adjusted p-value is
+    under α = 0.05, any column is flagged (p and effect floor), and the
+    dataset verdict is drift; then the detection rate of known shifts.
+``nannyml_<dataset>``
+    NannyML's shipped datasets (car loan, synthetic binary and multiclass,
+    car price), exported with NannyML's CBPE/DLE per-chunk estimates by
+    ``benchmarks/monitoring_nannyml.py`` in NannyML's interpreter; Shipyard's
+    :class:`~shipyard.monitor.CBPE` (with :class:`~shipyard.monitor.Calibration`
+    fitted on the reference) and :class:`~shipyard.monitor.DLE` on the same
+    chunks; the largest per-chunk difference (target ≤ 0.01 for ROC-AUC and
+    accuracy).
 
-- ``shipyard_report``: :func:`shipyard.monitor.build_report` on the window,
-  streamed from the log: the whole report (per-column drift on KLL sketches
-  with BH, prediction/score drift, domain-classifier and PCA tests, data
-  quality, CBPE), its seconds, rows per second and the peak RSS of the
-  process that ran it (a fresh one per measurement), and the columns it
-  flagged;
-- ``shipyard_flat``: the same per-column drift tests from a flat Parquet of
-  the rows (read in batches into sketches): what sketching costs without
-  the log's JSON;
-- ``evidently``: ``Report([DataDriftPreset()])`` on the flat rows as pandas
-  (load and drift seconds, peak RSS, drifted columns), run by the
-  interpreter ``--evidently-python`` names;
-- ``nannyml``: ``UnivariateDriftCalculator`` (KS and χ²) on the same
-  frames, by ``--nannyml-python``; its KS alert thresholds come from the
-  spread over reference chunks, so the reference is cut in ten chunks and
-  the window in chunks of that size (a column counts as drifted when half
-  its chunks alert).
-
-The comparators need pandas frames of all the rows, so they are given the
-flat Parquet (their load time is printed apart); a missing interpreter or
-library is skipped with a note. Make one with::
-
-    python3.11 -m venv /tmp/monenv && /tmp/monenv/bin/pip install evidently nannyml
+The comparators live in their own virtual environments; ``--setup`` makes
+them from PyPI (``evidently==0.7.23`` in /tmp/evenv, ``nannyml==0.13.1`` in
+/tmp/monenv), once. A missing interpreter is reported and its part skipped.
 
 Usage::
 
-    python benchmarks/monitoring.py [--sizes 1000000,5000000] [--per-request 10]
-        [--evidently-python PATH] [--nannyml-python PATH] [--home DIR]
+    python benchmarks/monitoring.py [--setup] [--sizes 1000000,5000000]
+        [--stream-rows 10000000] [--runs 200] [--only drift,stream,...]
 
-e.g. ``python benchmarks/monitoring.py --sizes 20000`` for a smoke run.
+``--log-report SIZES`` also times the whole :func:`build_report` over a
+prediction log of those sizes (20 columns, JSON rows as a server logs them).
+e.g. ``python benchmarks/monitoring.py --sizes 20000 --stream-rows 100000
+--runs 20`` for a smoke run.
 """
 
 from __future__ import annotations
@@ -198,8 +204,8 @@ def _preload() -> None:
     """Import what the checks use, so that no side's timing includes imports."""
     import datasketches  # noqa: F401
     import scipy.stats  # noqa: F401
-    import sklearn.decomposition  # noqa: F401
-    import sklearn.ensemble  # noqa: F401
+    import sklearn.decomposition
+    import sklearn.ensemble
     import sklearn.model_selection  # noqa: F401
 
     from shipyard.evaluate import task_metrics  # noqa: F401
@@ -314,17 +320,28 @@ def run_worker(args: list[str]) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+#: Seconds a comparator may take on one size before it is stopped.
+COMPARATOR_TIMEOUT = 1_200
+
+
 def run_comparator(python: str | None, library: str, reference: Path, current: Path
                    ) -> dict | str:
     if not python:
         return f"skipped: no --{library}-python given"
     if not Path(python).exists():
         return f"skipped: {python} does not exist"
-    probe = subprocess.run([python, "-c", f"import {library}"], capture_output=True, text=True)
+    probe = subprocess.run([python, "-c", f"import {library}"], capture_output=True, text=True,
+                           check=False)
     if probe.returncode:
         return f"skipped: {library} is not importable by {python}"
-    out = subprocess.run([python, "-c", COMPARATOR, library, str(reference), str(current)],
-                         capture_output=True, text=True, check=False)
+    try:
+        out = subprocess.run([python, "-c", COMPARATOR, library, str(reference), str(current)],
+                             capture_output=True, text=True, check=False,
+                             timeout=COMPARATOR_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        return f"did not finish in {COMPARATOR_TIMEOUT} s (stopped)"
+    if out.returncode < 0:
+        return f"killed by signal {-out.returncode} (out of memory?)"
     if out.returncode:
         return f"failed: {out.stderr.strip().splitlines()[-1][:300] if out.stderr else '?'}"
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -347,55 +364,385 @@ def show(prefix: str, result: dict | str, rows: int | None = None) -> None:
             print(f"{prefix}_{key}: {','.join(value) if isinstance(value, list) else value}")
 
 
+# ------------------------------------------------------- drift vs others
+MIXED_NUMERIC = [f"n{i}" for i in range(10)]
+MIXED_CATEGORICAL = [f"c{i}" for i in range(5)]
+MIXED_SHIFTED = ["n0", "n4", "c0"]
+BATCH = 500_000
+
+
+def mixed_rows(n: int, seed: int, *, numeric: list[str], categorical: list[str],
+               shifted: list[str] = ()) -> pd.DataFrame:
+    """Numeric columns of three shapes (normal, lognormal, integers) and
+    categorical ones of four levels; ``shifted`` columns moved (0.3 sd, or
+    uniform levels)."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for i, name in enumerate(numeric):
+        move = 0.3 if name in shifted else 0.0
+        if i % 3 == 0:
+            out[name] = rng.normal(move, 1, n)
+        elif i % 3 == 1:
+            out[name] = rng.lognormal(move, 0.5, n)
+        else:
+            out[name] = (rng.integers(0, 50, n) + round(move * 15)).astype(np.float64)
+    for name in categorical:
+        p = [0.25] * 4 if name in shifted else [0.5, 0.25, 0.15, 0.1]
+        out[name] = np.array(["a", "b", "c", "d"])[rng.choice(4, n, p=p)]
+    return pd.DataFrame(out)
+
+
+def write_parquet(path: Path, n: int, seed: int, **columns) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    writer = None
+    for lo in range(0, n, BATCH):
+        table = pa.Table.from_pandas(mixed_rows(min(BATCH, n - lo), seed + lo, **columns),
+                                     preserve_index=False)
+        writer = writer or pq.ParquetWriter(path, table.schema)
+        writer.write_table(table, row_group_size=100_000)
+    writer.close()
+
+
+def store_reference(path: Path, frame: pd.DataFrame, kinds: dict[str, str]) -> None:
+    """The reference profile as the registry stores it: sketches as JSON."""
+    from shipyard.data import FrameSketch
+
+    sketch = FrameSketch(kinds)
+    sketch.update(frame)
+    path.write_text(json.dumps({"kinds": kinds, "inputs": sketch.to_dict()}))
+
+
+def worker_drift(reference: str, current: str) -> dict:
+    """Shipyard: stored reference + Parquet streamed into sketches + tests."""
+    import pyarrow.parquet as pq
+
+    from shipyard.data import FrameSketch
+    from shipyard.monitor import assess, column_drift
+
+    _preload()
+    start = time.perf_counter()
+    document = json.loads(Path(reference).read_text())
+    ref = FrameSketch.from_dict(document["inputs"])
+    cur = FrameSketch(document["kinds"])
+    for batch in pq.ParquetFile(current).iter_batches(batch_size=200_000):
+        cur.update(batch.to_pandas())
+    drift, _ = assess({c: column_drift(ref.columns[c], cur.columns[c])
+                       for c in document["kinds"]})
+    return {"seconds": time.perf_counter() - start, "rows": cur.rows,
+            "peak_rss_mb": peak_rss_mb(),
+            "drifted": sorted(c for c, d in drift.items() if d["drifted"])}
+
+
+def worker_scipy(reference: str, current: str) -> dict:
+    """The same tests on the raw rows with scipy, in a plain loop."""
+    import scipy.stats
+    from scipy.spatial.distance import jensenshannon
+
+    from shipyard.monitor import benjamini_hochberg
+
+    _preload()
+    start = time.perf_counter()
+    ref, cur = pd.read_parquet(reference), pd.read_parquet(current)
+    pvalues, effects = {}, {}
+    for column in cur.columns:
+        if column in MIXED_NUMERIC or column in NUMERIC:
+            a, b = ref[column].to_numpy(), cur[column].to_numpy()
+            pvalues[column] = scipy.stats.ks_2samp(a, b).pvalue
+            w = scipy.stats.wasserstein_distance(a, b) / (a.std() or 1.0)
+            edges = np.unique(np.quantile(a, np.linspace(0, 1, 11)[1:-1]))
+            pa_ = np.bincount(np.searchsorted(edges, a), minlength=len(edges) + 1) / len(a)
+            pb_ = np.bincount(np.searchsorted(edges, b), minlength=len(edges) + 1) / len(b)
+            pa_, pb_ = np.clip(pa_, 1e-4, None), np.clip(pb_, 1e-4, None)
+            effects[column] = max(w / 0.1, float(np.sum((pb_ - pa_) * np.log(pb_ / pa_))) / 0.1)
+        else:
+            counts = pd.concat([ref[column].value_counts().rename("r"),
+                                cur[column].value_counts().rename("c")], axis=1).fillna(0)
+            pvalues[column] = scipy.stats.chi2_contingency(counts.to_numpy().T)[1]
+            effects[column] = jensenshannon(counts["r"], counts["c"], base=2) / 0.1
+    adjusted = benjamini_hochberg(list(pvalues.values()))
+    drifted = sorted(c for c, q in zip(pvalues, adjusted) if q < 0.05 and effects[c] >= 1)
+    return {"seconds": time.perf_counter() - start, "rows": len(cur),
+            "peak_rss_mb": peak_rss_mb(), "drifted": drifted}
+
+
+def drift_section(base: Path, n: int, evidently: str | None) -> None:
+    kinds = {**dict.fromkeys(MIXED_NUMERIC, "numeric"),
+             **dict.fromkeys(MIXED_CATEGORICAL, "categorical")}
+    columns = {"numeric": MIXED_NUMERIC, "categorical": MIXED_CATEGORICAL}
+    reference_file, current = base / "reference.parquet", base / f"current_{n}.parquet"
+    reference_json = base / "reference.json"
+    if not reference_json.exists():
+        frame = mixed_rows(REFERENCE_ROWS, 0, **columns)
+        frame.to_parquet(reference_file, index=False)
+        store_reference(reference_json, frame, kinds)
+    write_parquet(current, n, 1, shifted=MIXED_SHIFTED, **columns)
+    prefix = f"drift_{n}"
+    print(f"{prefix}_shifted_columns: {','.join(MIXED_SHIFTED)}")
+    ours = run_worker(["--worker", "drift", str(reference_json), str(current)])
+    show(f"{prefix}_shipyard", ours, n)
+    scipy_result = run_worker(["--worker", "scipy", str(reference_file), str(current)])
+    show(f"{prefix}_scipy", scipy_result, n)
+    print(f"{prefix}_shipyard_vs_scipy_time: {ours['seconds'] / scipy_result['seconds']:.2f}")
+    theirs = run_comparator(evidently, "evidently", reference_file, current)
+    show(f"{prefix}_evidently", theirs, n)
+    if isinstance(theirs, dict):
+        print(f"{prefix}_speedup_vs_evidently: {theirs['seconds'] / ours['seconds']:.1f}")
+        print(f"{prefix}_speedup_vs_evidently_with_its_load: "
+              f"{(theirs['seconds'] + theirs['load_seconds']) / ours['seconds']:.1f}")
+        print(f"{prefix}_memory_share_of_evidently: "
+              f"{ours['peak_rss_mb'] / theirs['peak_rss_mb']:.3f}")
+    current.unlink()
+
+
+def stream_section(base: Path, n: int) -> None:
+    columns = {"numeric": NUMERIC, "categorical": CATEGORICAL}
+    kinds = {**dict.fromkeys(NUMERIC, "numeric"), **dict.fromkeys(CATEGORICAL, "categorical")}
+    reference_json, current = base / "reference20.json", base / "stream.parquet"
+    store_reference(reference_json, mixed_rows(REFERENCE_ROWS, 0, **columns), kinds)
+    start = time.perf_counter()
+    write_parquet(current, n, 7, shifted=SHIFTED, **columns)
+    print(f"stream_write_seconds: {time.perf_counter() - start:.1f}")
+    print(f"stream_parquet_mb: {current.stat().st_size / 1e6:.0f}")
+    show("stream_shipyard", run_worker(["--worker", "drift", str(reference_json), str(current)]),
+         n)
+    current.unlink()
+
+
+def worker_embedding(rows: str, dim: str) -> dict:
+    from shipyard.monitor import mmd_test
+
+    _preload()
+    n, d = int(rows), int(dim)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, d)).astype(np.float32)
+    y_same = rng.normal(size=(n, d)).astype(np.float32)
+    y_shift = rng.normal(size=(n, d)).astype(np.float32)
+    y_shift[:, :20] += 0.1  # a small move in 20 of the dimensions
+    out = {}
+    for name, y in (("same", y_same), ("shifted", y_shift)):
+        start = time.perf_counter()
+        result = mmd_test(x, y, seed=1)
+        out[f"{name}_seconds"] = time.perf_counter() - start
+        out[f"{name}_p_value"] = result["p_value"]
+    out["peak_rss_mb"] = peak_rss_mb()
+    return out
+
+
+def false_alarm_section(runs: int) -> None:
+    from shipyard.data import FrameSketch
+    from shipyard.monitor import DriftSpec, assess, column_drift
+
+    kinds = {**dict.fromkeys(MIXED_NUMERIC, "numeric"),
+             **dict.fromkeys(MIXED_CATEGORICAL, "categorical")}
+    columns = {"numeric": MIXED_NUMERIC, "categorical": MIXED_CATEGORICAL}
+    spec = DriftSpec()
+
+    def one(seed: int, current: pd.DataFrame) -> tuple[bool, bool, bool, dict]:
+        ref = FrameSketch(kinds)
+        ref.update(mixed_rows(20_000, 10_000 + seed, **columns))
+        cur = FrameSketch(kinds)
+        cur.update(current)
+        drift, dataset = assess({c: column_drift(ref.columns[c], cur.columns[c])
+                                 for c in kinds}, spec)
+        significant = any(d["p_adjusted"] is not None and d["p_adjusted"] < spec.fdr
+                          for d in drift.values())
+        return significant, any(d["drifted"] for d in drift.values()), \
+            bool(dataset["drifted"]), drift
+
+    start = time.perf_counter()
+    counts = np.zeros(3)
+    for seed in range(runs):
+        counts += one(seed, mixed_rows(10_000, 50_000 + seed, **columns))[:3]
+    print(f"false_alarm_runs: {runs}")
+    print(f"false_alarm_alpha: {spec.fdr}")
+    print(f"false_alarm_rate_any_column_significant: {counts[0] / runs:.3f}")
+    print(f"false_alarm_rate_any_column_drifted: {counts[1] / runs:.3f}")
+    print(f"false_alarm_rate_dataset: {counts[2] / runs:.3f}")
+    print(f"false_alarm_seconds: {time.perf_counter() - start:.1f}")
+    # Known shifts, one column at a time, 10k window rows.
+    power_runs = max(20, runs // 4)
+    shifts = {
+        "n0_mean_plus_0.15sd": lambda f, r: f.assign(n0=f["n0"] + 0.15),
+        "n1_scale_times_1.2": lambda f, r: f.assign(n1=f["n1"] ** 1.2),
+        "c0_levels_uniform": lambda f, r: f.assign(
+            c0=np.array(["a", "b", "c", "d"])[r.choice(4, len(f))]),
+        "c1_a_share_0.5_to_0.35": lambda f, r: f.assign(
+            c1=np.where((f["c1"] == "a") & (r.random(len(f)) < 0.3), "d", f["c1"])),
+    }
+    for name, change in shifts.items():
+        hits = 0
+        column = name.split("_")[0]
+        for seed in range(power_runs):
+            rng = np.random.default_rng(seed)
+            frame = change(mixed_rows(10_000, 90_000 + seed, **columns), rng)
+            hits += bool(one(seed, frame)[3][column]["drifted"])
+        print(f"power_{name}: {hits / power_runs:.2f}")
+    print(f"power_runs: {power_runs}")
+
+
+def nannyml_section(python: str | None, base: Path) -> None:
+    from shipyard.monitor import CBPE, DLE, Calibration
+
+    if not python or not Path(python).exists():
+        print(f"nannyml: skipped: no interpreter at {python}")
+        return
+    out = base / "nannyml"
+    done = subprocess.run([python, str(Path(__file__).with_name("monitoring_nannyml.py")),
+                           str(out)], capture_output=True, text=True, check=False)
+    if done.returncode:
+        print(f"nannyml: failed: {done.stderr.strip().splitlines()[-1][:300]}")
+        return
+    for folder in sorted(p for p in out.iterdir() if p.is_dir()):
+        info = json.loads((folder / "nannyml.json").read_text())
+        ref = pd.read_parquet(folder / "reference.parquet")
+        analysis = pd.read_parquet(folder / "analysis.parquet")
+        proba, pred, target = info["proba"], info["pred"], info["target"]
+        prefix = f"nannyml_{folder.name}"
+        print(f"{prefix}_version: {info['version']}")
+        print(f"{prefix}_chunks: {len(info['chunks'])} of {info['chunk_size']} rows")
+        start = time.perf_counter()
+        worst: dict[str, float] = {}
+        if proba is None:
+            features = info["features"]
+            kinds = {c: "numeric" if pd.api.types.is_numeric_dtype(ref[c]) else "categorical"
+                     for c in features}
+            dle = DLE(kinds).fit(ref[features], ref[pred], ref[target])
+            estimate = {}
+            for chunk in info["chunks"]:
+                rows = analysis.iloc[chunk["start"]:chunk["end"] + 1]
+                estimate = dle.reset().update(rows[features].reset_index(drop=True),
+                                              rows[pred].to_numpy()).result()
+                for m in info["metrics"]:
+                    gap = abs(estimate[m]["value"] - chunk[m]["estimated"]) \
+                        / chunk[m]["estimated"]
+                    worst[f"{m}_relative"] = max(worst.get(f"{m}_relative", 0.0), gap)
+                    truth = abs(estimate[m]["value"] - chunk[m]["realized"]) \
+                        / chunk[m]["realized"]
+                    worst[f"{m}_relative_vs_realized"] = max(
+                        worst.get(f"{m}_relative_vs_realized", 0.0), truth)
+        else:
+            if isinstance(proba, str):
+                classes, auc = [0, 1], "roc_auc"
+
+                def matrix(frame, proba=proba):
+                    return np.c_[1 - frame[proba].to_numpy(), frame[proba].to_numpy()]
+            else:
+                classes, auc = sorted(proba), "roc_auc_ovr"
+
+                def matrix(frame, proba=proba, classes=classes):
+                    return frame[[proba[c] for c in classes]].to_numpy()
+            calibration = Calibration(classes).fit(matrix(ref), ref[target].tolist())
+            mine = ",".join(map(str, calibration.calibrated)) or "none"
+            print(f"{prefix}_recalibrated: shipyard {mine}; "
+                  f"nannyml {','.join(info['recalibrated']) or 'none'}")
+            for chunk in info["chunks"]:
+                rows = analysis.iloc[chunk["start"]:chunk["end"] + 1]
+                got = CBPE(classes, calibration).update(matrix(rows),
+                                                        rows[pred].tolist()).result()
+                for ours, theirs in ((auc, "roc_auc"), ("accuracy", "accuracy")):
+                    gap = abs(got[ours]["value"] - chunk[theirs]["estimated"])
+                    worst[theirs] = max(worst.get(theirs, 0.0), gap)
+                    truth = abs(got[ours]["value"] - chunk[theirs]["realized"])
+                    worst[f"{theirs}_vs_realized"] = max(
+                        worst.get(f"{theirs}_vs_realized", 0.0), truth)
+        print(f"{prefix}_shipyard_seconds: {time.perf_counter() - start:.2f}")
+        print(f"{prefix}_nannyml_seconds: {info['seconds']:.2f}")
+        for key, value in worst.items():
+            print(f"{prefix}_max_abs_diff_{key}: {value:.6f}" if "relative" not in key else
+                  f"{prefix}_max_{key}_diff: {value:.6f}")
+
+
+def setup(evidently: str, nannyml: str) -> None:
+    """Make the comparators' virtual environments from PyPI (once)."""
+    for python, package in ((evidently, "evidently==0.7.23"), (nannyml, "nannyml==0.13.1")):
+        venv = Path(python).parent.parent
+        if Path(python).exists():
+            print(f"setup: {venv} exists")
+            continue
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([python, "-m", "pip", "install", "-q", package, "pyarrow"], check=True)
+        print(f"setup: {package} installed in {venv}")
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
-        kind = sys.argv[2]
-        result = worker_report(sys.argv[3]) if kind == "report" else worker_flat(*sys.argv[3:5])
-        print(json.dumps(result))
+        kind, rest = sys.argv[2], sys.argv[3:]
+        workers = {"report": worker_report, "flat": worker_flat, "drift": worker_drift,
+                   "scipy": worker_scipy, "embedding": worker_embedding}
+        print(json.dumps(workers[kind](*rest)))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--setup", action="store_true",
+                        help="create the comparators' venvs from PyPI first")
     parser.add_argument("--sizes", default="1000000,5000000",
-                        help="production rows per run, comma-separated")
+                        help="production rows of the drift comparison, comma-separated")
+    parser.add_argument("--stream-rows", type=int, default=10_000_000)
+    parser.add_argument("--embedding-rows", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=200, help="no-drift runs")
+    parser.add_argument("--only", default="drift,stream,embedding,false_alarm,nannyml")
+    parser.add_argument("--log-report", default="",
+                        help="also time build_report over a prediction log of these sizes")
     parser.add_argument("--per-request", type=int, default=10, help="rows per logged request")
-    parser.add_argument("--evidently-python", default=None)
-    parser.add_argument("--nannyml-python", default=None)
+    parser.add_argument("--evidently-python", default="/tmp/evenv/bin/python")
+    parser.add_argument("--nannyml-python", default="/tmp/monenv/bin/python")
     parser.add_argument("--home", default=None, help="work folder (default: a temp folder)")
     args = parser.parse_args()
+    if args.setup:
+        setup(args.evidently_python, args.nannyml_python)
+    only = set(args.only.split(","))
+    base = Path(args.home or tempfile.mkdtemp(prefix="shipyard-monbench-"))
+    base.mkdir(parents=True, exist_ok=True)
+    print(f"cpu_count: {os.cpu_count()}")
+    print(f"load_average_start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    try:
+        sizes = [int(x) for x in args.sizes.split(",") if x] if "drift" in only else []
+        if sizes:
+            print(f"drift_reference_rows: {REFERENCE_ROWS}")
+            print(f"drift_columns: {len(MIXED_NUMERIC)} numeric, "
+                  f"{len(MIXED_CATEGORICAL)} categorical")
+            drift_section(base, sizes[0], args.evidently_python)
+        if "stream" in only:
+            stream_section(base, args.stream_rows)
+        if "embedding" in only:
+            result = run_worker(["--worker", "embedding", str(args.embedding_rows), "384"])
+            print(f"embedding_shape: {args.embedding_rows} vs {args.embedding_rows} x 384")
+            for key, value in result.items():
+                print(f"embedding_{key}: {value:.4g}")
+        if "false_alarm" in only:
+            false_alarm_section(args.runs)
+        if "nannyml" in only:
+            nannyml_section(args.nannyml_python, base)
+        for n in sizes[1:]:  # the largest drift comparison last: it takes longest
+            drift_section(base, n, args.evidently_python)
+        for n in (int(x) for x in args.log_report.split(",") if x):
+            log_report_section(base, n, args)
+    finally:
+        print(f"load_average_end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        if args.home is None:
+            shutil.rmtree(base, ignore_errors=True)
 
+
+def log_report_section(base: Path, n: int, args) -> None:
+    """The whole report over a prediction log of ``n`` rows (20 columns)."""
     from shipyard import Workspace
 
-    base = Path(args.home or tempfile.mkdtemp(prefix="shipyard-monbench-"))
-    print(f"columns: {len(NUMERIC) + len(CATEGORICAL)}")
-    print(f"reference_rows: {REFERENCE_ROWS}")
-    print(f"shifted_columns: {','.join(SHIFTED)}")
-    print(f"cpu_count: {os.cpu_count()}")
-    for n in (int(s) for s in args.sizes.split(",")):
-        home = base / f"n{n}"
-        shutil.rmtree(home, ignore_errors=True)
-        home.mkdir(parents=True)
-        ws = Workspace.open(home)
-        start = time.perf_counter()
-        model = register_model(ws)
-        print(f"[{n}] register_seconds (reference profile included): "
-              f"{time.perf_counter() - start:.2f}")
-        reference_file, flat = home / "reference.parquet", home / "current.parquet"
-        rows(REFERENCE_ROWS, 0).to_parquet(reference_file, index=False)
-        start = time.perf_counter()
-        write_log(home, model, n, args.per_request, flat)
-        ws.close()
-        print(f"[{n}] write_log_seconds: {time.perf_counter() - start:.2f}")
-        log_bytes = sum(p.stat().st_size for p in (home / "predictions").rglob("*.parquet"))
-        print(f"[{n}] log_mb: {log_bytes / 1e6:.1f}")
-        show(f"[{n}] shipyard_report", run_worker(["--worker", "report", str(home)]), n)
-        show(f"[{n}] shipyard_flat", run_worker(["--worker", "flat", str(home), str(flat)]), n)
-        show(f"[{n}] evidently", run_comparator(args.evidently_python, "evidently",
-                                               reference_file, flat), n)
-        show(f"[{n}] nannyml", run_comparator(args.nannyml_python, "nannyml", reference_file,
-                                             flat), n)
-        if args.home is None:
-            shutil.rmtree(home, ignore_errors=True)
-    if args.home is None:
-        shutil.rmtree(base, ignore_errors=True)
+    home = base / f"log{n}"
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    ws = Workspace.open(home)
+    start = time.perf_counter()
+    model = register_model(ws)
+    print(f"[{n}] register_seconds (reference profile included): "
+          f"{time.perf_counter() - start:.2f}")
+    flat = home / "current.parquet"
+    start = time.perf_counter()
+    write_log(home, model, n, args.per_request, flat)
+    ws.close()
+    print(f"[{n}] write_log_seconds: {time.perf_counter() - start:.2f}")
+    show(f"[{n}] shipyard_report", run_worker(["--worker", "report", str(home)]), n)
+    shutil.rmtree(home, ignore_errors=True)
 
 
 if __name__ == "__main__":

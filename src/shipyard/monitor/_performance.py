@@ -13,8 +13,26 @@ Estimated (CBPE, before labels arrive)
     (positive, negative) pairs ranked right, ``Σ p_i (1 − p_j) [s_i > s_j] /
     (Σ p_i · Σ (1 − p_j))``, computed on 2,000 score bins. The accuracy's
     interval is ±1.96 standard deviations of the number of correct rows (a
-    sum of independent Bernoulli(q_i)). Probabilities are taken as the model
-    gives them: CBPE is as good as their calibration.
+    sum of independent Bernoulli(q_i)). Multiclass: accuracy and macro
+    precision/recall/F1 from the same matrix, and a one-vs-rest macro
+    ROC-AUC (``roc_auc_ovr``): per class, the binary estimate with the
+    class's probability as the chance of a positive, rows ranked by the
+    model's own score of that class (NannyML's multiclass CBPE).
+Recalibration (:class:`Calibration`)
+    When labelled reference rows exist, an isotonic calibrator per class
+    (binary: of the positive class) is fitted on the reference's scores
+    against its labels, and kept only where NannyML's ``needs_calibration``
+    keeps it: no single class, reference ROC-AUC ≤ 0.999, and a lower
+    expected calibration error (10 equal-count bins) on ten stratified 90/10
+    splits. Estimates then use the calibrated probabilities (multiclass rows
+    renormalised to sum 1), while ROC-AUC still ranks rows by the model's own
+    scores, as NannyML does.
+Estimated (DLE, regression)
+    Direct loss estimation (:class:`DLE`): two LightGBM regressors fitted on
+    the labelled reference rows' inputs plus the model's prediction, one to
+    the absolute error, one to the squared error; a window's MAE is the mean
+    predicted absolute error, its RMSE the root of the mean predicted squared
+    error (NannyML's DLE).
 Reference
     The version's newest evaluation report on its artifact (metrics with
     intervals), else the test-split metrics its training run logged
@@ -29,6 +47,7 @@ tens of thousands of evaluation rows would flag a few hundred healthy rows.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -116,50 +135,204 @@ def realized_performance(y: Sequence, pred: Sequence, proba: Any = None, *, task
                    "n": len(y)} for name, m in result["values"].items()}
 
 
-class CBPE:
-    """Streaming CBPE estimate: feed chunks of probabilities and predicted
-    labels with :meth:`update`, read :meth:`result`."""
+class Calibration:
+    """Isotonic recalibration of a classifier's probabilities, fitted on
+    labelled reference rows (see the module docstring).
+
+    Parameters
+    ----------
+    classes
+        The class labels, in the probabilities' column order.
+
+    Attributes
+    ----------
+    curves_
+        Per calibrated column (binary: only the positive class), ``None``
+        where calibration did not help, else the isotonic fit's
+        ``(thresholds, values)``, applied by linear interpolation and clipped
+        at the ends (scikit-learn's ``IsotonicRegression(out_of_bounds="clip")``).
+
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> p = rng.uniform(size=5_000)
+    >>> y = (rng.uniform(size=5_000) < p ** 2).astype(int)  # the model is over-confident
+    >>> cal = Calibration([0, 1]).fit(np.c_[1 - p, p], y)
+    >>> cal.calibrated
+    [1]
+    >>> round(float(cal.transform(np.array([[0.5, 0.5]]))[0, 1]), 1)
+    0.2
+    """
 
     def __init__(self, classes: Sequence):
         self.classes = list(classes)
+
+    def __repr__(self) -> str:
+        return f"Calibration(classes={self.classes!r})"
+
+    @property
+    def calibrated(self) -> list:
+        """The classes whose probabilities are recalibrated."""
+        columns = [1] if len(self.classes) == 2 else range(len(self.classes))
+        return [self.classes[c] for c, curve in zip(columns, self.curves_) if curve is not None]
+
+    def fit(self, proba: Any, y: Sequence) -> Calibration:
+        """Fit on reference probabilities ``(rows, classes)`` and labels."""
+        proba = np.asarray(proba, dtype=np.float64)
+        codes = _codes(y, self.classes)
+        ok = (codes >= 0) & np.all(np.isfinite(proba), axis=1)
+        proba, codes = proba[ok], codes[ok]
+        columns = [1] if len(self.classes) == 2 else range(len(self.classes))
+        self.curves_ = [_isotonic_if_needed(proba[:, c], (codes == c).astype(np.int64))
+                        for c in columns]
+        return self
+
+    def transform(self, proba: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities (rows sum to 1)."""
+        proba = np.asarray(proba, dtype=np.float64)
+        if len(self.classes) == 2:
+            curve = self.curves_[0]
+            if curve is None:
+                return proba
+            p = np.interp(proba[:, 1], *curve)
+            return np.c_[1 - p, p]
+        out = proba.copy()
+        for c, curve in enumerate(self.curves_):
+            if curve is not None:
+                out[:, c] = np.interp(proba[:, c], *curve)
+        total = out.sum(axis=1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(total > 0, out / total, 1.0 / len(self.classes))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"classes": self.classes,
+                "curves": [None if c is None else [c[0].tolist(), c[1].tolist()]
+                           for c in self.curves_]}
+
+    @classmethod
+    def from_dict(cls, document: Mapping[str, Any]) -> Calibration:
+        out = cls(document["classes"])
+        out.curves_ = [None if c is None else (np.asarray(c[0], dtype=np.float64),
+                                               np.asarray(c[1], dtype=np.float64))
+                       for c in document["curves"]]
+        return out
+
+
+def _codes(values: Sequence, classes: Sequence) -> np.ndarray:
+    """Column index of each value among ``classes`` (``"1"``, ``1`` and
+    ``1.0`` alike); -1 when missing or unknown."""
+    from shipyard.data import ColumnSketch
+
+    keys = {k: i for i, k in enumerate(_keys(classes))}
+    return np.array([-1 if v is None else keys.get(ColumnSketch.key(v), -1) for v in values],
+                    dtype=np.int64)
+
+
+def _expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int) -> float:
+    """NannyML's ECE: rows sorted by score, cut in ``bins`` equal-count bins
+    (the last takes the remainder), the weighted mean gap between a bin's
+    mean score and its share of positives."""
+    n = len(p)
+    if n <= 2 * bins:
+        bins = n // 2
+    width = n // bins
+    edges = np.arange(0, n + 1, width)
+    edges[-1] = n
+    order = np.argsort(p, kind="quicksort")
+    p, y = p[order], y[order]
+    return float(sum((hi - lo) / n * abs(p[lo:hi].mean() - y[lo:hi].mean())
+                     for lo, hi in itertools.pairwise(edges)))
+
+
+def _isotonic_if_needed(p: np.ndarray, y: np.ndarray, *, bins: int = 10, splits: int = 10
+                        ) -> tuple[np.ndarray, np.ndarray] | None:
+    """The isotonic fit of ``y`` on ``p`` when NannyML's ``needs_calibration``
+    would keep it (see the module docstring), else None."""
+    from sklearn.isotonic import IsotonicRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedShuffleSplit
+
+    if len(p) < 2 * 2 or len(np.unique(y)) < 2 or roc_auc_score(y, p) > 0.999:
+        return None
+    truth, before, after = [], [], []
+    folds = StratifiedShuffleSplit(n_splits=splits, test_size=0.1, random_state=42)
+    for train, test in folds.split(p, y):
+        fitted = IsotonicRegression(out_of_bounds="clip").fit(p[train], y[train])
+        truth.append(y[test])
+        before.append(p[test])
+        after.append(fitted.predict(p[test]))
+    truth_all, before_all, after_all = map(np.concatenate, (truth, before, after))
+    if not (_expected_calibration_error(truth_all, before_all, bins)
+            > _expected_calibration_error(truth_all, after_all, bins)):
+        return None
+    fitted = IsotonicRegression(out_of_bounds="clip").fit(p, y)
+    return (np.asarray(fitted.X_thresholds_, dtype=np.float64),
+            np.asarray(fitted.y_thresholds_, dtype=np.float64))
+
+
+class CBPE:
+    """Streaming CBPE estimate: feed chunks of probabilities and predicted
+    labels with :meth:`update`, read :meth:`result`.
+
+    Parameters
+    ----------
+    classes
+        The class labels, in the probabilities' column order.
+    calibration
+        A fitted :class:`Calibration` applied to every chunk (None: the
+        probabilities as the model gives them).
+    """
+
+    def __init__(self, classes: Sequence, calibration: Calibration | None = None):
+        self.classes = list(classes)
+        self.calibration = calibration
         self.n = 0
         k = len(self.classes)
         self.expected = np.zeros((k, k))
         self.correct_var = 0.0
-        self.pos_hist = np.zeros(AUC_BINS)
-        self.neg_hist = np.zeros(AUC_BINS)
+        ranked = 1 if k == 2 else k  # binary: the positive class only
+        self.pos_hist = np.zeros((ranked, AUC_BINS))
+        self.neg_hist = np.zeros((ranked, AUC_BINS))
 
     def __repr__(self) -> str:
-        return f"CBPE(classes={self.classes!r}, n={self.n})"
+        return f"CBPE(classes={self.classes!r}, calibration={self.calibration!r}, n={self.n})"
 
     def update(self, proba: np.ndarray, pred: Sequence | None = None) -> CBPE:
         proba = np.asarray(proba, dtype=np.float64)
         if pred is None:
             index = np.argmax(np.nan_to_num(proba, nan=-1.0), axis=1)
         else:
-            keys = {k: i for i, k in enumerate(_keys(self.classes))}
-            from shipyard.data import ColumnSketch
-
-            index = np.array([-1 if p is None else keys.get(ColumnSketch.key(p), -1)
-                              for p in pred], dtype=np.int64)
+            index = _codes(pred, self.classes)
         ok = np.all(np.isfinite(proba), axis=1) & (index >= 0)
         proba, index = proba[ok], index[ok]
         if not len(proba):
             return self
-        proba = proba / proba.sum(axis=1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            total = proba.sum(axis=1, keepdims=True)
+            proba = np.where(total > 0, proba / total, 1.0 / proba.shape[1])
+        chance = self.calibration.transform(proba) if self.calibration is not None else proba
         k = len(self.classes)
         one_hot = np.zeros((len(index), k))
         one_hot[np.arange(len(index)), index] = 1.0
-        self.expected += proba.T @ one_hot
-        q = proba[np.arange(len(index)), index]
+        self.expected += chance.T @ one_hot
+        q = chance[np.arange(len(index)), index]
         self.correct_var += float(np.sum(q * (1 - q)))
-        if k == 2:
-            p = proba[:, 1]
-            bins = np.minimum((p * AUC_BINS).astype(np.int64), AUC_BINS - 1)
-            self.pos_hist += np.bincount(bins, weights=p, minlength=AUC_BINS)
-            self.neg_hist += np.bincount(bins, weights=1 - p, minlength=AUC_BINS)
+        for row, c in enumerate([1] if k == 2 else range(k)):
+            # Ranked by the model's own score, weighted by the (calibrated) chance.
+            bins = np.minimum((np.clip(proba[:, c], 0, 1) * AUC_BINS).astype(np.int64),
+                              AUC_BINS - 1)
+            self.pos_hist[row] += np.bincount(bins, weights=chance[:, c], minlength=AUC_BINS)
+            self.neg_hist[row] += np.bincount(bins, weights=1 - chance[:, c],
+                                              minlength=AUC_BINS)
         self.n += len(proba)
         return self
+
+    def _auc(self, row: int) -> float:
+        pos_hist, neg_hist = self.pos_hist[row], self.neg_hist[row]
+        pos, neg = pos_hist.sum(), neg_hist.sum()
+        if not (pos > 0 and neg > 0):
+            return math.nan
+        below = np.cumsum(neg_hist) - neg_hist
+        return float(np.sum(pos_hist * (below + 0.5 * neg_hist)) / (pos * neg))
 
     def result(self) -> dict[str, dict[str, Any]]:
         """``{metric: {"value", "ci_low", "ci_high", "n"}}``; empty before any row."""
@@ -182,11 +355,7 @@ class CBPE:
                 out["precision"] = entry(tp / (tp + fp) if tp + fp > 0 else math.nan)
                 out["recall"] = entry(tp / (tp + fn) if tp + fn > 0 else math.nan)
                 out["f1"] = entry(2 * tp / (2 * tp + fp + fn) if tp > 0 else 0.0)
-                pos, neg = self.pos_hist.sum(), self.neg_hist.sum()
-                below = np.cumsum(self.neg_hist) - self.neg_hist
-                auc = (np.sum(self.pos_hist * (below + 0.5 * self.neg_hist)) / (pos * neg)
-                       if pos > 0 and neg > 0 else math.nan)
-                out["roc_auc"] = entry(auc)
+                out["roc_auc"] = entry(self._auc(0))
             else:
                 predicted, actual = e.sum(axis=0), e.sum(axis=1)
                 precision = np.where(predicted > 0, np.diag(e) / predicted, 0.0)
@@ -196,11 +365,13 @@ class CBPE:
                 out["precision_macro"] = entry(float(precision.mean()))
                 out["recall_macro"] = entry(float(recall.mean()))
                 out["f1_macro"] = entry(float(f1.mean()))
+                out["roc_auc_ovr"] = entry(float(np.mean(
+                    [self._auc(c) for c in range(len(self.classes))])))
         return out
 
 
-def cbpe(proba: Any, pred: Sequence | None = None, *, classes: Sequence
-         ) -> dict[str, dict[str, Any]]:
+def cbpe(proba: Any, pred: Sequence | None = None, *, classes: Sequence,
+         calibration: Calibration | None = None) -> dict[str, dict[str, Any]]:
     """CBPE estimate of a classifier's performance from its probabilities
     (``(rows, classes)`` in ``classes`` order) and predicted labels (default
     the most probable class); see the module docstring.
@@ -210,7 +381,176 @@ def cbpe(proba: Any, pred: Sequence | None = None, *, classes: Sequence
     >>> round(cbpe(p, classes=[0, 1])["accuracy"]["value"], 4)
     0.7667
     """
-    return CBPE(classes).update(np.asarray(proba, dtype=np.float64), pred).result()
+    return CBPE(classes, calibration).update(np.asarray(proba, dtype=np.float64), pred).result()
+
+
+class DLE:
+    """Direct loss estimation for a regression model (see the module docstring).
+
+    Fit on labelled reference rows with :meth:`fit`; then feed a window's
+    chunks with :meth:`update` and read :meth:`result`; :meth:`reset` starts
+    a new window.
+
+    Parameters
+    ----------
+    kinds
+        ``{input column: numeric | categorical | datetime | text}``; numeric
+        and categorical columns are used (categories as seen in the reference,
+        others missing), datetime and text ones are not.
+    seed, n_estimators, learning_rate, num_leaves
+        The LightGBM regressors' settings (LightGBM's defaults but the seed).
+    """
+
+    def __init__(self, kinds: Mapping[str, str], *, seed: int = 0, n_estimators: int = 100,
+                 learning_rate: float = 0.1, num_leaves: int = 31):
+        self.kinds = dict(kinds)
+        self.seed = seed
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.num_leaves = num_leaves
+        self.reset()
+
+    def __repr__(self) -> str:
+        return (f"DLE(kinds={self.kinds!r}, seed={self.seed}, n_estimators={self.n_estimators}, "
+                f"learning_rate={self.learning_rate}, num_leaves={self.num_leaves})")
+
+    def reset(self) -> DLE:
+        self.n = 0
+        self._abs = 0.0
+        self._sq = 0.0
+        return self
+
+    def _features(self, frame: Any, prediction: Any) -> Any:
+        import pandas as pd
+
+        out = {}
+        for column, kind in self.kinds.items():
+            values = frame[column] if column in frame else pd.Series([None] * len(frame))
+            if kind == "numeric":
+                out[column] = pd.to_numeric(pd.Series(np.asarray(values)), errors="coerce")
+            elif kind == "categorical":
+                # Missing and unseen values fall outside the categories: NaN.
+                known = set(self.categories_[column])
+                out[column] = pd.Categorical(
+                    [text if (text := str(v)) in known else None for v in values],
+                    categories=self.categories_[column])
+        out["__prediction__"] = np.asarray(prediction, dtype=np.float64)
+        return pd.DataFrame(out)
+
+    def fit(self, frame: Any, prediction: Sequence, y: Sequence) -> DLE:
+        """Fit on reference inputs (a DataFrame), the model's predictions on
+        them and the true values."""
+        import lightgbm as lgb
+
+        y = np.asarray(y, dtype=np.float64)
+        prediction = np.asarray(prediction, dtype=np.float64)
+        keep = np.isfinite(y) & np.isfinite(prediction)
+        frame = frame[keep].reset_index(drop=True)
+        y, prediction = y[keep], prediction[keep]
+        self.categories_ = {
+            c: sorted({str(v) for v in frame[c].dropna()})
+            for c, k in self.kinds.items() if k == "categorical" and c in frame}
+        for c, k in self.kinds.items():
+            if k == "categorical" and c not in self.categories_:
+                self.categories_[c] = []
+        X = self._features(frame, prediction)
+        settings = {"n_estimators": self.n_estimators, "learning_rate": self.learning_rate,
+                    "num_leaves": self.num_leaves, "random_state": self.seed, "verbose": -1,
+                    "n_jobs": 1}
+        error = y - prediction
+        self.abs_model_ = lgb.LGBMRegressor(**settings).fit(X, np.abs(error))
+        self.sq_model_ = lgb.LGBMRegressor(**settings).fit(X, error * error)
+        return self
+
+    def predict_loss(self, frame: Any, prediction: Sequence) -> tuple[np.ndarray, np.ndarray]:
+        """Per row: the predicted absolute and squared errors (clipped at 0)."""
+        X = self._features(frame, prediction)
+        return (np.maximum(self.abs_model_.predict(X), 0.0),
+                np.maximum(self.sq_model_.predict(X), 0.0))
+
+    def update(self, frame: Any, prediction: Sequence) -> DLE:
+        """Add a chunk of a window: its inputs and the model's predictions."""
+        import pandas as pd
+
+        prediction = pd.to_numeric(pd.Series(np.asarray(prediction, dtype=object)),
+                                   errors="coerce").to_numpy(dtype=np.float64)
+        ok = np.isfinite(prediction)
+        if not ok.any():
+            return self
+        absolute, squared = self.predict_loss(frame[ok].reset_index(drop=True), prediction[ok])
+        self._abs += float(absolute.sum())
+        self._sq += float(squared.sum())
+        self.n += int(ok.sum())
+        return self
+
+    def result(self) -> dict[str, dict[str, Any]]:
+        """``{"mae"|"rmse": {"value", "ci_low", "ci_high", "n"}}`` of the rows
+        fed since the last reset (no interval); empty before any row."""
+        if not self.n:
+            return {}
+        return {"mae": {"value": self._abs / self.n, "ci_low": None, "ci_high": None,
+                        "n": self.n},
+                "rmse": {"value": math.sqrt(self._sq / self.n), "ci_low": None,
+                         "ci_high": None, "n": self.n}}
+
+
+#: Labelled reference rows a performance reference is fitted on, at most.
+PERFORMANCE_ROWS = 20_000
+_PERFORMANCE_CACHE: dict[tuple[str, str], dict[str, Any]] = {}
+
+
+def performance_reference(ws: Workspace, version: ModelVersion, reference: Any, *,
+                          rows: int = PERFORMANCE_ROWS, seed: int = 0) -> dict[str, Any]:
+    """What the estimates need from labelled reference rows: a
+    :class:`Calibration` (classifiers with probabilities) or a fitted
+    :class:`DLE` (regression).
+
+    Fitted on up to ``rows`` seeded rows of the version's training dataset
+    (``reference.dataset``, with the signature's target), scored by the
+    model, once per process and reference profile (cached in memory).
+
+    Returns
+    -------
+    dict
+        ``{"calibration": Calibration | None, "dle": DLE | None, "rows": n}``,
+        with ``"skipped"`` (why) and both None when no labelled rows can be
+        had: the estimates then use the probabilities as given (and no DLE).
+    """
+    from shipyard.registry import task_of
+
+    key = (str(ws.settings.home), reference.digest)
+    if key in _PERFORMANCE_CACHE:
+        return _PERFORMANCE_CACHE[key]
+    signature = version.signature or {}
+    task, classes, has_proba = task_of(signature)
+    output = signature.get("output") if isinstance(signature.get("output"), Mapping) else {}
+    target = (output or {}).get("target")
+    out: dict[str, Any] = {"calibration": None, "dle": None, "rows": 0}
+    try:
+        if not target or not reference.dataset:
+            raise LookupError("the signature names no target or the reference no dataset")
+        data = ws.datasets.load(reference.dataset)
+        columns = [c for c in reference.kinds if c in data.columns]
+        if target not in data.columns or len(columns) < len(reference.kinds):
+            raise LookupError(f"{reference.dataset} lacks the target or an input column")
+        data = data[data[target].notna()]
+        if len(data) > rows:
+            data = data.sample(rows, random_state=seed + 1)
+        data = data.reset_index(drop=True)
+        model = version.load()
+        X = data[columns]
+        if task == "regression":
+            out["dle"] = DLE(reference.kinds, seed=seed).fit(
+                X, np.asarray(model.predict(X), dtype=np.float64), data[target])
+        elif has_proba and classes is not None and hasattr(model, "predict_proba"):
+            out["calibration"] = Calibration(classes).fit(model.predict_proba(X),
+                                                          data[target].tolist())
+        out["rows"] = len(data)
+    except Exception as exc:  # noqa: BLE001 -- without labelled rows the estimates still run
+        out = {"calibration": None, "dle": None, "rows": 0,
+               "skipped": str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__}
+    _PERFORMANCE_CACHE[key] = out
+    return out
 
 
 def reference_performance(ws: Workspace, version: ModelVersion, *, search: int = 50

@@ -20,7 +20,9 @@ Report schema (``MonitorReport.to_dict()``, strict JSON)::
                      "pca_reconstruction": {...}}}
     quality         {check: {"value", "threshold", "failed", "detail"}}
     performance     {"realized": {metric: {"value", "ci_low", "ci_high", "n"}},
-                     "estimated": {...CBPE...}, "reference": {metric: {"value",
+                     "estimated": {...CBPE or DLE...}, "estimator": {"method":
+                     "cbpe" | "dle", "calibrated": [class, ...], "reference_rows",
+                     "skipped"?}, "reference": {metric: {"value",
                      "ci_low", "ci_high", "source"}}, "headline", "labelled",
                      "degraded": {"realized": {metric: bool}, "estimated": {...}}}
     verdict         "ok" | "warning" | "alert"; reasons: [why, ...]
@@ -36,7 +38,7 @@ Verdict rule:
     ``min_rows`` labelled rows.
 ``warning``
     otherwise, some column (input, prediction or score) drifted; or another
-    realized metric, or the estimated (CBPE) headline metric on at least
+    realized metric, or the estimated (CBPE or DLE) headline metric on at least
     ``min_rows`` rows, is degraded.
 ``ok``
     otherwise (including a window too small to test: its entries say
@@ -45,6 +47,7 @@ Verdict rule:
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import math
 import statistics
@@ -302,6 +305,7 @@ def build_report(ws: Workspace, model: str, *, version: int | None = None,
         CBPE,
         degradation,
         headline,
+        performance_reference,
         realized_performance,
         reference_performance,
     )
@@ -356,7 +360,12 @@ def build_report(ws: Workspace, model: str, *, version: int | None = None,
                   if s.numeric and (b := range_bounds(s)) is not None}
     out_of_range = dict.fromkeys(bounds, 0)
     sample = _Sample(SAMPLE_ROWS, seed)
-    estimator = CBPE(classes) if has_proba and task != "regression" else None
+    # Recalibration (classifiers) or DLE (regression) from labelled reference rows.
+    fitted = performance_reference(ws, mv, ref) if ref is not None and (
+        has_proba or task == "regression") else {}
+    estimator = CBPE(classes, fitted.get("calibration")) \
+        if has_proba and task != "regression" else None
+    loss = copy.copy(fitted["dle"]).reset() if fitted.get("dle") is not None else None
     labels = labels_for(ws, window, late_arrival_seconds=policy.late_arrival_seconds)
     label_map = dict(zip(labels["request_id"], labels["label"]))
     y: list[Any] = []
@@ -376,6 +385,9 @@ def build_report(ws: Workspace, model: str, *, version: int | None = None,
         sample.update(answered[inputs])
         if estimator is not None and chunk.probabilities is not None:
             estimator.update(chunk.probabilities[ok], answered[names["prediction"]].tolist())
+        if loss is not None and len(answered):
+            loss.update(answered[inputs].reset_index(drop=True),
+                        answered[names["prediction"]].to_numpy())
         if label_map:
             rows, got = _labels_of(frame, label_map, names)
             if len(rows):
@@ -462,11 +474,13 @@ def build_report(ws: Workspace, model: str, *, version: int | None = None,
         sum(len(p) for p in y_proba) == len(y) else None
     realized = realized_performance(y, y_pred, proba if has_proba else None, task=task,
                                     classes=classes, seed=seed) if y else {}
-    estimated = estimator.result() if estimator is not None else {}
+    estimated = estimator.result() if estimator is not None else (
+        loss.result() if loss is not None else {})
     reference_figures = reference_performance(ws, mv)
     main = headline(task, has_proba)
     report.performance = {
         "realized": realized, "estimated": estimated, "reference": reference_figures,
+        "estimator": _estimator_note(estimator, loss, fitted),
         "headline": main, "labelled": len(y),
         "degraded": {"realized": degradation(realized, reference_figures),
                      "estimated": degradation(estimated, reference_figures)}}
@@ -474,6 +488,20 @@ def build_report(ws: Workspace, model: str, *, version: int | None = None,
     # ----------------------------------------------------------- verdict
     report.verdict, report.reasons = _verdict(report, spec.min_rows)
     return report
+
+
+def _estimator_note(cbpe: Any, loss: Any, fitted: dict[str, Any]) -> dict[str, Any]:
+    """How the estimate was made: the method, the recalibrated classes and
+    the labelled reference rows fitted on (or why none were)."""
+    if cbpe is None and loss is None:
+        return {}
+    calibration = fitted.get("calibration")
+    note = {"method": "cbpe" if cbpe is not None else "dle",
+            "calibrated": calibration.calibrated if calibration is not None else [],
+            "reference_rows": fitted.get("rows", 0)}
+    if fitted.get("skipped"):
+        note["skipped"] = fitted["skipped"]
+    return note
 
 
 def _verdict(report: MonitorReport, min_rows: int) -> tuple[str, list[str]]:
@@ -504,7 +532,8 @@ def _verdict(report: MonitorReport, min_rows: int) -> tuple[str, list[str]]:
                         + (f" and {len(drifted) - 10} more" if len(drifted) > 10 else ""))
     n_estimated = ((performance.get("estimated") or {}).get(main) or {}).get("n", 0)
     if estimated.get(main) and n_estimated >= min_rows:
-        warnings.append(f"estimated {main} (CBPE) below the reference")
+        method = ((performance.get("estimator") or {}).get("method") or "cbpe").upper()
+        warnings.append(f"estimated {main} ({method}) below the reference")
     if alerts:
         return "alert", alerts + warnings
     if warnings:
