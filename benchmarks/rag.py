@@ -20,6 +20,12 @@ run; ``--smoke`` for a small one).
     ``bm25s``.
 (e) Embedding speed of the two local backends on the same chunks (ONNX
     Runtime + tokenizers vs sentence-transformers).
+(f) Scale: 1M synthetic chunks (texts of BBC words, 384-d vectors) written
+    in batches of 20,000 into the default vector store (LanceDB, IVF_RQ index)
+    in a child process that reports its peak memory; a BM25
+    index over the same 1M texts in another child (its own peak; both read VmHWM); then a
+    fresh process reopens the index and answers its first query (seconds,
+    with and without importing lancedb), and loads the saved BM25 index.
 """
 
 from __future__ import annotations
@@ -27,7 +33,10 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -52,8 +61,13 @@ def percentile(values: list[float], q: float) -> float:
 # ----------------------------------------------------------------- (a), (b)
 def ingestion_and_quality(args, home: Path) -> None:
     import shipyard
-    from shipyard.genai import (bbc_news, evaluate_retrieval, known_item_questions,
-                                split_questions, tune_fusion)
+    from shipyard.genai import (
+        bbc_news,
+        evaluate_retrieval,
+        known_item_questions,
+        split_questions,
+        tune_fusion,
+    )
 
     ws = shipyard.Workspace.open(home / "ws")
     t0 = time.perf_counter()
@@ -167,6 +181,7 @@ def latency_and_recall(args, home: Path) -> None:
             retriever.search(q, k=10, mode=mode)
             times.append(time.perf_counter() - start)
         report(f"query_{mode}_p50_ms", 1000 * percentile(times, 50))
+        report(f"query_{mode}_p95_ms", 1000 * percentile(times, 95))
         report(f"query_{mode}_p99_ms", 1000 * percentile(times, 99))
     embed_times = []
     for q in questions:
@@ -245,6 +260,116 @@ def latency_and_recall(args, home: Path) -> None:
     store.close()
 
 
+# ---------------------------------------------------------------------- (f)
+def peak_rss_mb() -> float:
+    """This process's peak resident memory: VmHWM, which a new program starts
+    afresh (``ru_maxrss`` keeps the forking parent's peak across exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def bbc_vocabulary() -> np.ndarray:
+    from shipyard.genai import bbc_news_files
+
+    words: list[str] = []
+    for f in bbc_news_files(limit=300):
+        words.extend(re.findall(r"[A-Za-z]{3,}", f.read_text(encoding="latin-1")))
+    return np.array(words)
+
+
+def synthetic_batches(n: int, batch: int, dim: int = 384, latent: int = 32, seed: int = 0):
+    """``synthetic`` in batches, so no more than one batch is ever held."""
+    from shipyard.genai import Chunk
+
+    rng = np.random.default_rng(seed)
+    mix = rng.normal(size=(latent, dim)).astype(np.float32)
+    vocab = bbc_vocabulary()
+    for start in range(0, n, batch):
+        size = min(batch, n - start)
+        vectors = rng.normal(size=(size, latent)).astype(np.float32) @ mix
+        vectors += 0.1 * rng.normal(size=vectors.shape).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        lengths = rng.integers(60, 160, size=size)
+        chunks = []
+        for j in range(size):
+            i = start + j
+            text = " ".join(vocab[rng.integers(0, len(vocab), size=lengths[j])])
+            chunks.append(Chunk(id=f"s{i // 10}:{i % 10}", doc_id=f"s{i // 10}", text=text,
+                                start=0, end=len(text), source=f"s{i // 10}",
+                                title="synthetic", position=i % 10))
+        yield vectors, chunks
+
+
+def million_child(kind: str, folder: Path, n: int) -> None:
+    """One measured step of (f), in its own process (``--child``)."""
+    if kind == "store":
+        from shipyard.genai import open_vector_store
+
+        store = open_vector_store(f"lancedb://{folder / 'lance'}")
+        store.create("million", 384)
+        t0 = time.perf_counter()
+        for vectors, chunks in synthetic_batches(n, 20_000):
+            store.upsert("million", chunks, vectors)
+        report("million_write_seconds", time.perf_counter() - t0)
+        t1 = time.perf_counter()
+        store.optimize("million")
+        report("million_index_seconds", time.perf_counter() - t1)
+        report("million_rows", store.count("million"))
+        report("million_store_seconds", time.perf_counter() - t0)
+        report("million_store_peak_rss_mb", peak_rss_mb())
+        store.close()
+    elif kind == "bm25":
+        from shipyard.genai import BM25Index
+
+        texts = [c.text for _, chunks in synthetic_batches(n, 50_000) for c in chunks]
+        report("million_texts_peak_rss_mb", peak_rss_mb())
+        t0 = time.perf_counter()
+        BM25Index().fit(texts).save(folder / "bm25")
+        report("million_bm25_index_seconds", time.perf_counter() - t0)
+        report("million_bm25_peak_rss_mb", peak_rss_mb())
+    elif kind == "reopen":
+        t0 = time.perf_counter()
+        import lancedb  # noqa: F401  (timed: a fresh process pays for it)
+
+        from shipyard.genai import BM25Index, open_vector_store
+
+        t1 = time.perf_counter()
+        store = open_vector_store(f"lancedb://{folder / 'lance'}")
+        query = np.random.default_rng(5).normal(size=384).astype(np.float32)
+        hits = store.search("million", query, k=10)
+        t2 = time.perf_counter()
+        report("million_reopen_first_query_seconds", t2 - t1)
+        report("million_reopen_with_imports_seconds", t2 - t0)
+        report("million_reopen_hits", len(hits))
+        times = []
+        for _ in range(50):
+            q = np.random.default_rng(len(times)).normal(size=384).astype(np.float32)
+            s = time.perf_counter()
+            store.search("million", q, k=10)
+            times.append(time.perf_counter() - s)
+        report("million_vector_query_p50_ms", 1000 * percentile(times, 50))
+        report("million_vector_query_p95_ms", 1000 * percentile(times, 95))
+        t3 = time.perf_counter()
+        bm25 = BM25Index.load(folder / "bm25")
+        report("million_bm25_load_seconds", time.perf_counter() - t3)
+        t4 = time.perf_counter()
+        bm25.search("government minister said economy", k=10)
+        report("million_bm25_first_query_seconds", time.perf_counter() - t4)
+        report("million_reopen_peak_rss_mb", peak_rss_mb())
+        store.close()
+
+
+def million(args, home: Path) -> None:
+    folder = home / "million"
+    folder.mkdir(parents=True, exist_ok=True)
+    report("million_chunks", args.million)
+    for kind in ("store", "bm25", "reopen"):
+        subprocess.run([sys.executable, __file__, "--child", kind, "--child-dir", str(folder),
+                        "--million", str(args.million)], check=True)
+
+
 # ---------------------------------------------------------------------- (e)
 def embedding_backends(args) -> None:
     from shipyard.genai import LocalEmbedder, TokenChunker, bbc_news
@@ -282,12 +407,19 @@ def main() -> None:
     parser.add_argument("--flat-queries", type=int, default=100)
     parser.add_argument("--embed-compare", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--skip", default="", help="comma list of a,b,c,e to leave out")
+    parser.add_argument("--million", type=int, default=1_000_000, help="chunks of (f)")
+    parser.add_argument("--skip", default="", help="comma list of a,b,c,e,f to leave out")
+    parser.add_argument("--child", choices=("store", "bm25", "reopen"), help=argparse.SUPPRESS)
+    parser.add_argument("--child-dir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        million_child(args.child, args.child_dir, args.million)
+        return
     if args.smoke:
         args.docs = args.docs or 60
         args.questions, args.chunks, args.queries = 60, 5_000, 30
         args.ann_queries, args.flat_queries, args.embed_compare = 100, 30, 64
+        args.million = 50_000
     skip = set(args.skip.split(","))
     with tempfile.TemporaryDirectory(prefix="rag-bench-") as tmp:
         home = Path(tmp)
@@ -297,6 +429,8 @@ def main() -> None:
             latency_and_recall(args, home)
         if "e" not in skip:
             embedding_backends(args)
+        if "f" not in skip:
+            million(args, home)
 
 
 if __name__ == "__main__":

@@ -115,5 +115,5 @@ def test_cli_help_loads_no_heavy_library():
             "except SystemExit:\n"
             "    pass\n")
     assert _loaded_after(code) == []
-    for sub in ("runs", "models", "data", "train", "serve", "promote"):
+    for sub in ("runs", "models", "data", "train", "serve", "promote", "rag"):
         assert _loaded_after(code.replace("['--help']", f"[{sub!r}, '--help']")) == [], sub

@@ -21,6 +21,7 @@ from shipyard.cli._models import app as models_app
 from shipyard.cli._monitor import app as monitor_app
 from shipyard.cli._predict import build_command, predict_command
 from shipyard.cli._promote import promote_command
+from shipyard.cli._rag import app as rag_app
 from shipyard.cli._runs import app as runs_app
 from shipyard.cli._serve import keys_app, serve_command
 from shipyard.cli._train import reproduce_command, train_command
@@ -49,6 +50,7 @@ app.command("build")(build_command)
 app.add_typer(keys_app, name="keys")
 app.command("deploy")(deploy_command)
 app.add_typer(monitor_app, name="monitor")
+app.add_typer(rag_app, name="rag")
 app.command("ui")(ui_command)
 
 
@@ -72,7 +74,9 @@ def demo(
     """Run the main job end to end on the embedded workspace.
 
     Ingest the Adult census dataset, validate and version it, record a tracked
-    run, tune two model families and register the winner."""
+    run, tune two model families and register the winner, promote, serve and
+    monitor it; then ingest BBC News articles, answer questions with cited
+    sources and score BM25, dense and hybrid retrieval."""
     from shipyard.demo import run_demo
 
     run_demo(open_workspace(), console=console, rows=rows)
