@@ -196,6 +196,67 @@ class ArtifactStore:
                 hint="check SHIPYARD_ENCRYPTION_KEY; if the key is right, the blob is corrupted",
             ) from exc
 
+    def _not_found(self, digest: str) -> ArtifactNotFoundError:
+        return ArtifactNotFoundError(
+            f"blob {digest} is not in the artifact store {self.url}",
+            hint="it may have been garbage-collected or the store URL may be wrong")
+
+    def read_head(self, digest: str, max_bytes: int) -> bytes:
+        """The first ``max_bytes`` of a blob, for a preview, reading no more
+        than that of a plaintext blob. Not verified against the digest (that
+        takes the whole content); an encrypted blob is decrypted and verified
+        whole (AES-GCM authenticates only the whole ciphertext), then cut.
+        """
+        if max_bytes < 0:
+            raise ValueError(f"max_bytes must be >= 0, got {max_bytes}")
+        try:
+            with self.fs.open(self.blob_path(digest), "rb") as fh:
+                head = fh.read(max(max_bytes, len(MAGIC)))
+        except FileNotFoundError as exc:
+            raise self._not_found(digest) from exc
+        if head.startswith(MAGIC):  # encrypted (or plaintext that looks so): the slow way
+            return self.get_bytes(digest)[:max_bytes]
+        return head[:max_bytes]
+
+    def iter_bytes(self, digest: str, chunk_size: int = CHUNK) -> Iterator[bytes]:
+        """A blob's content in chunks of ``chunk_size``, in bounded memory,
+        verified as it goes: each chunk is held back until the next has been
+        read, and the last is given only once the whole hashes to ``digest``,
+        so a corrupted blob raises :class:`ArtifactCorruptedError` before its
+        end is sent. An encrypted blob is decrypted whole first (AES-GCM).
+        """
+        path = self.blob_path(digest)
+        try:  # opened now, so that a missing blob is known before anything is sent
+            fh = self.fs.open(path, "rb")
+        except FileNotFoundError as exc:
+            raise self._not_found(digest) from exc
+        return self._chunks(fh, digest, path, chunk_size)
+
+    def _chunks(self, fh, digest: str, path: str, chunk_size: int) -> Iterator[bytes]:
+        with fh:
+            pending = fh.read(chunk_size)
+            if pending.startswith(MAGIC):
+                data = self.get_bytes(digest)
+                for i in range(0, len(data), chunk_size):
+                    yield data[i:i + chunk_size]
+                return
+            hasher = hashlib.sha256()
+            while True:
+                hasher.update(pending)
+                following = fh.read(chunk_size) if pending else b""
+                if not following:
+                    if hasher.hexdigest() != digest:
+                        raise ArtifactCorruptedError(
+                            f"blob {digest} at {path} is corrupted: its content hashes to "
+                            f"{hasher.hexdigest()}",
+                            hint="restore it from a backup or re-create the object that "
+                                 "wrote it")
+                    if pending:
+                        yield pending
+                    return
+                yield pending
+                pending = following
+
     def open(self, digest: str) -> BinaryIO:
         """A verified, in-memory file object of the blob."""
         import io

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 STATUSES = ("RUNNING", "FINISHED", "FAILED", "KILLED")
 
@@ -68,3 +69,26 @@ class RunArtifact:
     digest: str
     size_bytes: int
     created_at: float
+
+
+@dataclass(frozen=True)
+class MetricSeries:
+    """The points of one metric of one run, as numpy arrays sorted by step.
+
+    ``total`` counts every point logged; ``steps`` and ``values`` hold them
+    all, or for an envelope read (see :meth:`Runs.metric_series`) only the
+    lowest and highest finite point of each step range, plus the first and
+    the last.
+    """
+
+    steps: Any
+    values: Any
+    total: int
+
+    @property
+    def reduced(self) -> bool:
+        """Whether only an envelope of the points was read."""
+        return len(self.steps) < self.total
+
+    def __repr__(self) -> str:
+        return f"MetricSeries(points={len(self.steps)}, total={self.total})"
