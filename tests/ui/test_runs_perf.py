@@ -141,3 +141,25 @@ def test_the_run_list_reads_only_the_shown_columns(big):
     assert all("distinct" in s for s in values if "from params" in s or "from tags" in s)
     assert any("latest_metrics.value" in s for s in values)
     assert 'value="params.lr"' in res.text  # the picker still offers the other keys
+
+
+def test_a_run_page_reads_its_first_curves_ahead_of_their_requests(big):
+    client, run, ui = big["client"], big["run"], big["app"].state.ui
+    with ui.curves_lock:
+        ui.curves.clear()
+    assert client.get(f"/runs/{run}").status_code == 200
+    with ui.curves_lock:  # read ahead: under way or done, not yet asked for
+        started = {k for k in (*ui.curves, *ui.curves_pending) if k[0] == run}
+    assert (run, "signal", 2000) in started and (run, "auc", 2000) in started
+    ahead = client.get(f"/runs/{run}/curve", params={"key": "signal"}).json()
+    with ui.curves_lock:
+        ui.curves.clear()
+    direct = client.get(f"/runs/{run}/curve", params={"key": "signal"}).json()
+    assert ahead == direct and ahead["total"] == 20_000
+    for _ in range(200):  # every read-ahead ends, none is left pending
+        with ui.curves_lock:
+            if not ui.curves_pending:
+                break
+        import time
+        time.sleep(0.01)
+    assert not ui.curves_pending

@@ -42,6 +42,8 @@ class Ui:
         #: Downsampled curves of ended runs (see ``_runs.downsampled``).
         self.curves: OrderedDict = OrderedDict()
         self.curves_lock = threading.Lock()
+        #: Curves being read ahead of their request (see ``_runs.prefetch``).
+        self.curves_pending: dict = {}
         #: Deployment traffic summaries, a few seconds old at most (see
         #: ``_deployments``): a page and its charts read the log once.
         self.traffic: OrderedDict = OrderedDict()

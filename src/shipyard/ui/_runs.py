@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import mimetypes
 import re
+import threading
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -267,6 +269,7 @@ def run_page(request: Request, run_id: str) -> Response:
     environment = ws.runs.environment(run.id)
     cost = {k: run.metrics[k] for k in COST_METRICS if k in run.metrics}
     curves = [k for k in run.metrics if k not in COST_METRICS]
+    prefetch(ui, run, curves[:PREFETCH_CURVES])
     return ui.page(request, "run.html", run=run, artifacts=[
         (a, _artifact_kind(a.path)) for a in artifacts], children=children[:100],
         more_children=len(children) > 100, inputs=ws.runs.inputs(run.id),
@@ -332,6 +335,37 @@ def _keep(ui, run: RunInfo, cache_key, result) -> None:
                 ui.curves.popitem(last=False)
 
 
+#: The first curves of an ended run's page are read while the browser loads
+#: the page, so its curve requests find them done or under way.
+PREFETCH_CURVES = 4
+
+
+def prefetch(ui, run: RunInfo, keys: list[str]) -> None:
+    """Start reading the default-size curves ``keys`` of ``run`` (ended runs
+    only: their curves are cached) in the background."""
+    if run.end_time is None:
+        return
+    for key in keys:
+        cache_key = (run.id, key, MAX_POINTS)
+        with ui.curves_lock:
+            if cache_key in ui.curves or cache_key in ui.curves_pending:
+                continue
+            future: Future = Future()
+            ui.curves_pending[cache_key] = future
+        threading.Thread(target=_read_ahead, args=(ui, run, key, cache_key, future),
+                         daemon=True, name="shipyard-ui-prefetch").start()
+
+
+def _read_ahead(ui, run: RunInfo, key: str, cache_key, future: Future) -> None:
+    try:
+        future.set_result(_downsample(ui, run, key, MAX_POINTS))
+    except BaseException as exc:  # the request that waits re-raises it
+        future.set_exception(exc)
+    finally:
+        with ui.curves_lock:
+            ui.curves_pending.pop(cache_key, None)
+
+
 def downsampled(ui, run: RunInfo, key: str, n: int):
     """``(x, y, total points)`` of ``run``'s metric ``key`` cut to ``n`` points
     with LTTB (long curves read as their envelope first). Ended runs' results
@@ -340,6 +374,15 @@ def downsampled(ui, run: RunInfo, key: str, n: int):
     cached = _cached(ui, cache_key)
     if cached is not None:
         return cached
+    with ui.curves_lock:
+        pending = ui.curves_pending.get(cache_key)
+    if pending is not None:
+        return pending.result()
+    return _downsample(ui, run, key, n)
+
+
+def _downsample(ui, run: RunInfo, key: str, n: int):
+    cache_key = (run.id, key, n)
     series = ui.ws.runs.metric_series(run.id, key, envelope=ENVELOPE_PER_POINT * n)
     xs, ys = lttb(series.steps.astype("float64"), series.values, n)
     result = (xs, ys, series.total)
