@@ -43,7 +43,8 @@ def test_demo_runs_end_to_end_and_is_idempotent(tmp_path):
                                   else "adult-income@latest")
     answered = canary["answered"]
     assert canary["failed"] == 0 and sum(answered.values()) == 200 and len(answered) == 2
-    primary = ws.models.get(deployment.primary).version
+    # the champion when it was served (step 9b's retrain may have moved the alias since)
+    primary = (first["champion"] or ws.models.get(deployment.primary)).version
     assert 10 <= answered[int(deployment.candidate.split("@")[1])] <= 80  # 20% of 200, loosely
     log = canary["log"]
     assert len(log) == 200 and (log["status"] == 200).all()
@@ -71,6 +72,28 @@ def test_demo_runs_end_to_end_and_is_idempotent(tmp_path):
     assert [e.action for e in ws.audit.entries("monitor", "adult-income")] == ["monitor.alert"]
     assert (tmp_path / "reports" / "monitor-adult-income.html").is_file()
     assert "9. Monitor: drift, an alert, a webhook" in shown
+    retrained = monitor["retrain"]  # delayed labels -> retrain -> judged against the champion
+    assert retrained.outcome in ("promoted", "refused", "rolled_back"), retrained.reason
+    assert retrained.labels >= 200 and retrained.candidate and retrained.gates is not None
+    assert [e.action for e in ws.audit.entries("retrain", "adult-income")][:5] == [
+        "retrain.start", "retrain.dataset", "retrain.candidate", "retrain.judge",
+        "retrain.canary" if retrained.gates.passed else "retrain.refuse"]
+    assert set(ws.datasets.get(retrained.train_data).parents) == {"adult@1", retrained.feedback}
+    # a worse or not-better candidate never takes the champion alias
+    assert ws.models.get("adult-income@champion").ref == (
+        retrained.candidate if retrained.promoted else first["champion"].ref)
+    assert retrained.promoted == (retrained.gates.passed and bool(retrained.canary)
+                                  and retrained.canary["passed"])
+    assert "9b. Continuous learning" in shown
+    assert f"realized accuracy of {first['champion'].ref} on the" in shown  # labels vs answers
+    rag = first["rag"]  # BBC News ingested, questions answered with citations, evaluated
+    assert rag["version"].ref == "bbc-news@1" and len(rag["version"].documents) == 25
+    assert all(answer.citations for answer in rag["answers"])
+    assert "Dibaba" in rag["answers"][1].text and "net cafes" in rag["answers"][2].text
+    assert set(rag["report"].retrieval) == {"bm25", "dense", "hybrid"}
+    assert rag["report"].n_questions == 20
+    assert rag["report"].retrieval["hybrid"]["hit_rate@10"] >= 0.8
+    assert "10. RAG: BBC News" in shown
     reproduced = first["reproduced"]   # the demo ends by reproducing its own training
     assert reproduced.ok, reproduced.differences
     assert {"model.digest", "dataset.content_hash"} <= {item.name for item in reproduced.items}
@@ -78,9 +101,12 @@ def test_demo_runs_end_to_end_and_is_idempotent(tmp_path):
     again = run_demo(ws, console=console, rows=3000)
     assert again["clean"].ref == first["clean"].ref  # same content, same version
     assert again["model"].version == 1  # same seed, same model digest: no new version
-    assert again["second"].already and again["champion"].ref == first["champion"].ref
+    if not retrained.promoted:
+        assert again["second"].already and again["champion"].ref == first["champion"].ref
     assert "best roc_auc" in console.export_text()
-    assert again["canary"]["deployment"].revision == 1  # the same deployment: unchanged
+    if retrained.canary is None:  # no retrain canary changed it in between
+        assert again["canary"]["deployment"].revision == 1  # the same deployment: unchanged
+    assert not again["rag"]["version"].new and again["rag"]["version"].ref == "bbc-news@1"
     # the next normal window resolves the alert; the drifted one opens a new incident
     assert [(a.id, a.state) for a in again["monitor"]["normal"].changes] == [
         (alert.id, "resolved")]

