@@ -407,6 +407,7 @@ def _loop(ws: Workspace, run: Any, log: _Steps, spec: Project, policy: GatePolic
         reason = f"{candidate.ref} refused, {champion.ref} stays champion: {gates.summary()}"
         log.add("retrain.refuse", reason, {"candidate": candidate.ref, "champion": champion.ref,
                                            "failed": [c.name for c in gates.failed]})
+        _record_attempt(ws, candidate, champion, holdout.ref, gates, "refused", run, actor)
         return RetrainResult(model, "refused", reason, champion_after=champion.ref, **common)
 
     canary = _canary(ws, log, model, candidate, champion, weight=canary_weight,
@@ -418,6 +419,8 @@ def _loop(ws: Workspace, run: Any, log: _Steps, spec: Project, policy: GatePolic
                   f"{canary['reason']}")
         log.add("retrain.rollback", reason, {"candidate": candidate.ref,
                                              "champion": champion.ref, "canary": canary})
+        _record_attempt(ws, candidate, champion, holdout.ref, gates, "refused", run, actor,
+                        error=f"canary: {canary['reason']}")
         return RetrainResult(model, "rolled_back", reason, champion_after=champion.ref,
                              **common)
 
@@ -433,6 +436,7 @@ def _loop(ws: Workspace, run: Any, log: _Steps, spec: Project, policy: GatePolic
            + (f"; canary passed: {canary['reason']}" if canary else "; no deployment, no "
               "canary"))
     ws.models.set_alias(model, "champion", candidate.version, actor=actor, reason=why[:3900])
+    _record_attempt(ws, candidate, champion, holdout.ref, gates, "promoted", run, actor)
     if canary is not None:
         ws.deployments.set(model, {"strategy": "single", "primary": f"{model}@champion"},
                            actor=actor, reason=f"retrain: {candidate.ref} promoted after its "
@@ -951,6 +955,19 @@ def _restore(ws: Workspace, model: str, candidate: ModelVersion, reason: str,
 
 
 # ------------------------------------------------------------------ audit
+def _record_attempt(ws: Workspace, candidate: Any, champion: Any, holdout: str, gates: Any,
+                    outcome: str, run: Any, actor: str | None, *, error: str | None = None
+                    ) -> None:
+    """The attempt as a ``model.promote`` entry too, so that
+    ``shipyard.evaluate.promotions`` and the UI list it with the others."""
+    from shipyard.evaluate import record_promotion
+
+    record_promotion(ws, candidate.ref, alias="champion", outcome=outcome, gates=gates,
+                     dataset=holdout, champion=champion.ref,
+                     evaluation_run=getattr(run, "id", None), error=error, actor=actor,
+                     via="retrain")
+
+
 class _Steps:
     """Audit entries ``retrain.*`` of one retrain, each its own transaction,
     kept in order for the result."""

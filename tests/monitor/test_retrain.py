@@ -122,6 +122,13 @@ def test_promotes_a_better_candidate_after_a_real_shift(champion, monkeypatch):
     [moved] = [e for e in ws.audit.entries("model", MODEL, action="model.alias")
                if e.details.get("version") == 2 or "retrain" in (e.reason or "")]
     assert "champion.mcnemar" in moved.reason
+    # listed with every other promotion attempt, its gates' verdicts included
+    from shipyard.evaluate import promotions
+    [attempt] = promotions(ws, MODEL)
+    assert (attempt.via, attempt.outcome, attempt.candidate, attempt.champion,
+            attempt.dataset, attempt.evaluation_run) == \
+        ("retrain", "promoted", result.candidate, f"{MODEL}@1", result.holdout, result.run_id)
+    assert [c.name for c in attempt.gates.checks] == ["champion.mcnemar"] and attempt.passed
     assert ws.audit.verify().ok
     # the outcome is queryable as a run of experiment retrain
     [run] = ws.search_runs("tags.outcome = 'promoted'", experiment="retrain")
@@ -163,6 +170,10 @@ def test_never_promotes_a_deliberately_worse_candidate(champion, monkeypatch, wo
     assert refusal.details["failed"] == ["champion.mcnemar"] and "stays champion" in refusal.reason
     assert ws.runs.get(result.run_id).tags["outcome"] == "refused"
     assert ws.deployments.get(MODEL) is None  # no canary was started
+    from shipyard.evaluate import promotions
+    [attempt] = promotions(ws, MODEL)
+    assert (attempt.via, attempt.outcome, attempt.moved) == ("retrain", "refused", False)
+    assert [c.name for c in attempt.gates.failed] == ["champion.mcnemar"]
 
 
 def test_a_failed_retrain_is_audited_and_changes_no_alias(champion, monkeypatch):
