@@ -141,3 +141,76 @@ def test_refusals_name_the_problem():
         ColumnSketch("audio")
     with pytest.raises(DataError, match="needs a numeric column"):
         ColumnSketch("categorical").quantiles([0.5])
+
+
+# ------------------------------------------------------- Arrow, no pandas
+def same_summary(a: ColumnSketch, b: ColumnSketch) -> None:
+    assert (a.kind, a.count, a.missing) == (b.kind, b.count, b.missing)
+    if a.numeric:
+        assert (a.min, a.max) == (b.min, b.max)
+        assert a.sum == pytest.approx(b.sum, rel=1e-12)
+        assert a.sum_sq == pytest.approx(b.sum_sq, rel=1e-12)
+        points = np.array(b.quantiles([0.1, 0.5, 0.9]))
+        assert np.allclose(a.cdf(points), b.cdf(points), atol=a.rank_error + b.rank_error)
+    else:
+        assert a.counts == b.counts
+
+
+def test_arrow_batches_give_the_pandas_summary():
+    import pyarrow as pa
+
+    data = frame(30_000, seed=4)
+    data.loc[::97, "amount"] = np.inf  # ±inf count as missing on both paths
+    data["code"] = np.where(np.random.default_rng(4).random(30_000) < 0.5, 1.0, 2.0)
+    data.loc[::50, "code"] = np.nan  # a float categorical: NaN is missing, 1.0 is "1"
+    kinds = {**KINDS, "code": "categorical"}
+    via_pandas = FrameSketch.from_frame(data, kinds)
+    table = pa.Table.from_pandas(data, preserve_index=False)
+    batches = table.to_batches(max_chunksize=7_000)
+    via_arrow = FrameSketch(kinds)
+    for batch in batches:
+        via_arrow.update(batch)
+    assert via_arrow.rows == via_pandas.rows == 30_000
+    for name in kinds:
+        same_summary(via_arrow.columns[name], via_pandas.columns[name])
+    # dictionary-encoded strings (as Parquet gives them) count the same
+    city = ColumnSketch("categorical").update(table.column("city").dictionary_encode())
+    assert city.counts == via_pandas.columns["city"].counts
+    assert city.missing == data["city"].isna().sum()
+
+
+def test_arrow_integers_booleans_and_timestamps_read_as_numbers():
+    import pyarrow as pa
+
+    ints = ColumnSketch("numeric").update(pa.array([3, None, 1, 2], pa.int32()))
+    assert (ints.count, ints.missing, ints.min, ints.max, ints.sum) == (3, 1, 1.0, 3.0, 6.0)
+    flags = ColumnSketch("numeric").update(pa.chunked_array([[True, False], [True, None]]))
+    assert (flags.count, flags.missing, flags.sum) == (3, 1, 2.0)
+    stamps = pd.Series(pd.to_datetime(["2024-01-01", "2024-01-02", None], utc=True))
+    for unit in ("s", "ms", "us", "ns"):
+        arrow = pa.array(stamps, pa.timestamp(unit, tz="UTC"))
+        got = ColumnSketch("datetime").update(arrow)
+        want = ColumnSketch("datetime").update(stamps)
+        assert (got.count, got.missing, got.min, got.max) == (want.count, want.missing,
+                                                                want.min, want.max)
+    naive = ColumnSketch("datetime").update(pa.array([0, 86_400], pa.timestamp("s")))
+    assert (naive.min, naive.max) == (0.0, 86_400.0)
+    text = ColumnSketch("numeric").update(pa.array(["1.5", "x", None]))
+    assert (text.count, text.missing, text.sum) == (1, 2, 1.5)
+
+
+def test_a_parquet_file_streams_in_row_groups(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    data = frame(50_000, seed=5)
+    path = tmp_path / "rows.parquet"
+    pq.write_table(pa.Table.from_pandas(data, preserve_index=False), path,
+                   row_group_size=8_000)
+    got = FrameSketch(KINDS).update_parquet(path, batch_size=3_000)
+    want = FrameSketch.from_frame(data, KINDS)
+    assert got.rows == 50_000
+    for name in KINDS:
+        same_summary(got.columns[name], want.columns[name])
+    with pytest.raises(DataError, match="lacks column"):
+        FrameSketch({"nope": "numeric"}).update_parquet(path)

@@ -9,9 +9,16 @@ numeric (:func:`numeric_drift`)
     values. Each sketch CDF is within its rank error ε of the data's
     (:attr:`~shipyard.data.ColumnSketch.rank_error`, ≈ 0.0068 at k = 400,
     0 for up to a few hundred values), so ``|D̂ − D| ≤ ε_ref + ε_cur``
-    (:data:`KS_ERROR` in the result). p-value: the asymptotic two-sided
-    Kolmogorov distribution at ``n_eff = n·m/(n+m)`` (``scipy.stats.kstwo``
-    with ``round(n_eff)``, scipy's own asymptotic method). Effects: PSI over
+    (``ks_error`` in the result). p-value: the asymptotic two-sided
+    Kolmogorov distribution (``scipy.stats.kstwo``, scipy's own asymptotic
+    method) at ``n_eff = n'·m'/(n'+m')``, where each side's size counts the
+    sketch's own error as sampling noise (:func:`sketch_sample_size`): a
+    sketch of n values stands for ``n' = 1/(1/n + 1/n_ε)`` of them, ``n_ε``
+    the sample whose empirical CDF has the same 99 % error ε at the median.
+    Without it the sketches' error inflates D̂ and the p-value is
+    anti-conservative (16 % of no-drift 20k-vs-10k columns under 0.05,
+    77 % at 100k vs 100k); with it the rate is α or below. Exact sketches
+    (ε = 0) give scipy's p-value. Effects: PSI over
     the reference's deciles and the Wasserstein-1 distance ``∫|F_ref − F_cur|``
     (the same as ``∫|Q_ref − Q_cur|``), also in reference standard deviations.
 categorical (:func:`categorical_drift`)
@@ -95,15 +102,40 @@ def _weighted_cdf(values: np.ndarray, weights: np.ndarray, points: np.ndarray) -
 KS_LIMIT_N = 10_000
 
 
-def ks_pvalue(statistic: float, n: int, m: int) -> float:
+#: z of the 99 % confidence at which datasketches states a KLL rank error.
+_Z99 = 2.5758
+
+
+def sketch_sample_size(n: float, rank_error: float) -> float:
+    """The sample size a sketch of ``n`` values stands for in a KS test: its
+    CDF is off by the data's sampling noise plus the sketch's own error, an
+    independent noise of 99 % bound ``rank_error``, taken as that of an
+    empirical CDF of ``n_ε = (z₉₉·0.5/ε)²`` values at the median (≈ 36,000
+    at k = 400), so ``1/n' = 1/n + 1/n_ε``; ``n`` itself when ε is 0.
+
+    >>> round(sketch_sample_size(20_000, 0.0068)), sketch_sample_size(300, 0.0)
+    (12841, 300.0)
+    """
+    if n <= 0:
+        return 0.0
+    if rank_error <= 0:
+        return float(n)
+    return 1.0 / (1.0 / n + (rank_error / (0.5 * _Z99)) ** 2)
+
+
+def ks_pvalue(statistic: float, n: float, m: float, *, error_n: float = 0.0,
+              error_m: float = 0.0) -> float:
     """Asymptotic two-sided p-value of a two-sample KS statistic (scipy's
     ``kstwo`` at ``en = round(n·m/(n+m))``, as ``ks_2samp(method="asymp")``);
     above :data:`KS_LIMIT_N`, Kolmogorov's limit ``kstwobign`` at
     ``D·√en``: scipy's ``kstwo`` takes up to 0.4 s there for small p-values,
-    and the two differ by under 2 % of p (the limit is the larger), far inside
-    what a sketch's KS error bound moves p by."""
+    and the two differ by under 2 % of p (the limit is the larger).
+
+    ``error_n``, ``error_m``: the rank errors of sketches the statistic was
+    computed on; the sizes are then :func:`sketch_sample_size`'s."""
     from scipy.stats import kstwo, kstwobign
 
+    n, m = sketch_sample_size(n, error_n), sketch_sample_size(m, error_m)
     if n <= 0 or m <= 0:
         return math.nan
     big, small = max(n, m), min(n, m)
@@ -120,8 +152,10 @@ def numeric_drift(ref: ColumnSketch, cur: ColumnSketch) -> dict[str, Any]:
     Returns
     -------
     dict
-        ``test`` ("ks"), ``statistic``, ``p_value``, ``ks_error`` (bound on
-        the statistic's sketching error), ``psi``, ``wasserstein``,
+        ``test`` ("ks"), ``statistic``, ``p_value`` (at the sketches'
+        effective sizes, :func:`ks_pvalue`), ``n_effective`` (the ``en``
+        it used), ``ks_error`` (bound on the statistic's sketching error),
+        ``psi``, ``wasserstein``,
         ``wasserstein_std`` (in reference standard deviations; None when it
         is 0), ``n_reference``, ``n_current``. Empty sides give NaN figures.
 
@@ -136,6 +170,7 @@ def numeric_drift(ref: ColumnSketch, cur: ColumnSketch) -> dict[str, Any]:
     out: dict[str, Any] = {"test": "ks", "n_reference": ref.count, "n_current": cur.count}
     if not ref.count or not cur.count:
         return {**out, "statistic": math.nan, "p_value": math.nan, "ks_error": 0.0,
+                "n_effective": 0.0,
                 "psi": math.nan, "wasserstein": math.nan, "wasserstein_std": None}
     rv, rw = ref.items()
     cv, cw = cur.items()
@@ -149,8 +184,12 @@ def numeric_drift(ref: ColumnSketch, cur: ColumnSketch) -> dict[str, Any]:
     ref_bins = np.diff(np.concatenate([[0.0], _weighted_cdf(rv, rw, edges), [1.0]]))
     cur_bins = np.diff(np.concatenate([[0.0], _weighted_cdf(cv, cw, edges), [1.0]]))
     std = ref.std
+    n_ref = sketch_sample_size(ref.count, ref.rank_error)
+    n_cur = sketch_sample_size(cur.count, cur.rank_error)
     return {**out, "statistic": statistic,
-            "p_value": ks_pvalue(statistic, ref.count, cur.count),
+            "p_value": ks_pvalue(statistic, ref.count, cur.count, error_n=ref.rank_error,
+                                 error_m=cur.rank_error),
+            "n_effective": n_ref * n_cur / (n_ref + n_cur),
             "ks_error": ref.rank_error + cur.rank_error,
             "psi": _psi(ref_bins, cur_bins), "wasserstein": wasserstein,
             "wasserstein_std": wasserstein / std if std else None}

@@ -12,7 +12,7 @@ Report schema (``MonitorReport.to_dict()``, strict JSON)::
     drift           {column: {"test" (ks | chi2 | mmd), "statistic", "p_value",
                      "p_adjusted", "effect", "effect_name", "drifted", "role"
                      (input | output), "kind", test figures (psi, wasserstein,
-                     wasserstein_std, js, ks_error, dof, n_reference, n_current)}
+                     wasserstein_std, js, ks_error, n_effective, dof, n_reference, n_current)}
                      | {"skipped": why, ...}}; outputs are "prediction" and
                      "score" (underscored when an input has that name)
     dataset_drift   {"share", "drifted", "drifted_columns", "tested",
