@@ -14,24 +14,37 @@ Sources: :class:`CsvSource`, :class:`ParquetSource`, :class:`JsonSource`,
 :func:`as_source`.
 """
 
-from shipyard.data._datasets import (DatasetSummary, Datasets, DatasetVersion, check_name,
-                                     parse_ref)
-from shipyard.data._diff import ColumnChange, DatasetDiff, diff_versions
-from shipyard.data._jsonable import jsonable
-from shipyard.data._expectations import (CheckResult, Expectation, ValidationReport,
-                                         load_expectations, parse_expectations, validate)
-from shipyard.data._profile import profile_column, profile_frame
-from shipyard.data._sketch import ColumnSketch, FrameSketch
-from shipyard.data._snapshot import content_hash
-from shipyard.data._sources import (CsvSource, DataFrameSource, FileSource, HttpJsonSource,
-                                    JsonlSource, JsonSource, ParquetSource, Source, SqlSource,
-                                    as_source)
+import importlib
+from typing import Any
 
-__all__ = [
-    "CheckResult", "ColumnChange", "ColumnSketch", "CsvSource", "DataFrameSource", "DatasetDiff",
-    "DatasetSummary", "DatasetVersion", "Datasets", "Expectation", "FileSource", "FrameSketch",
-    "HttpJsonSource", "JsonSource", "JsonlSource", "ParquetSource", "Source", "SqlSource",
-    "ValidationReport", "as_source", "check_name", "content_hash", "diff_versions", "jsonable",
-    "load_expectations", "parse_expectations", "parse_ref", "profile_column", "profile_frame",
-    "validate",
-]
+# Names resolve lazily: a caller that only sketches a Parquet file (the
+# monitor's drift path) does not load the dataset store, SQLAlchemy or the
+# expectation engine.
+_EXPORTS = {
+    **dict.fromkeys(["DatasetSummary", "Datasets", "DatasetVersion", "check_name", "parse_ref"],
+                    "shipyard.data._datasets"),
+    **dict.fromkeys(["ColumnChange", "DatasetDiff", "diff_versions"], "shipyard.data._diff"),
+    "jsonable": "shipyard.data._jsonable",
+    **dict.fromkeys(["CheckResult", "Expectation", "ValidationReport", "load_expectations",
+                     "parse_expectations", "validate"], "shipyard.data._expectations"),
+    **dict.fromkeys(["profile_column", "profile_frame"], "shipyard.data._profile"),
+    **dict.fromkeys(["ColumnSketch", "FrameSketch"], "shipyard.data._sketch"),
+    "content_hash": "shipyard.data._snapshot",
+    **dict.fromkeys(["CsvSource", "DataFrameSource", "FileSource", "HttpJsonSource",
+                     "JsonlSource", "JsonSource", "ParquetSource", "Source", "SqlSource",
+                     "as_source"], "shipyard.data._sources"),
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'shipyard.data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
