@@ -7,9 +7,18 @@ import numpy as np
 import pytest
 
 from shipyard.errors import GenAIError
-from shipyard.genai import (BM25Index, Chunk, EmbeddingReranker, Hit, LexicalReranker,
-                            Reranker, Retriever, mmr_select, open_vector_store,
-                            reciprocal_rank_fusion)
+from shipyard.genai import (
+    BM25Index,
+    Chunk,
+    EmbeddingReranker,
+    Hit,
+    LexicalReranker,
+    Reranker,
+    Retriever,
+    mmr_select,
+    open_vector_store,
+    reciprocal_rank_fusion,
+)
 
 TEXTS = {
     "rates": "The central bank raised interest rates to curb inflation.",
@@ -58,7 +67,15 @@ def test_bm25_finds_rare_exact_terms(retriever):
 def test_hybrid_fuses_both_and_reports_component_scores(retriever):
     hits = retriever.search("XK-9 cooling fan", k=3, mode="hybrid")
     assert ids(hits)[0] == "xk9"
-    assert hits[0].retriever == "hybrid" and {"dense", "bm25", "rrf"} <= set(hits[0].scores)
+    assert retriever.fusion == "convex"  # the default
+    assert hits[0].retriever == "hybrid" and {"dense", "bm25", "convex"} <= set(hits[0].scores)
+    rrf = Retriever(retriever.store, retriever.table, retriever.embedder, retriever.chunks,
+                    retriever.bm25_index, fusion="rrf")
+    hits = rrf.search("XK-9 cooling fan", k=3, mode="hybrid")
+    assert ids(hits)[0] == "xk9" and {"dense", "bm25", "rrf"} <= set(hits[0].scores)
+    with pytest.raises(GenAIError, match="unknown fusion"):
+        Retriever(retriever.store, retriever.table, retriever.embedder, retriever.chunks,
+                  retriever.bm25_index, fusion="max")
     assert [h.rank for h in hits] == [1, 2, 3]
 
 

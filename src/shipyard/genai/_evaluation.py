@@ -22,7 +22,7 @@ from shipyard.genai._bm25 import analyse
 from shipyard.genai._embeddings import Embedder
 from shipyard.genai._generation import answer_sentences, split_sentences
 from shipyard.genai._records import Answer, Document, Hit
-from shipyard.genai._retrieval import MODES, Retriever, reciprocal_rank_fusion
+from shipyard.genai._retrieval import FUSIONS, MODES, Retriever, fuse, hybrid_depths
 
 NDCG_AT = 10
 #: Longest question text accepted, in characters.
@@ -457,27 +457,47 @@ def split_questions(questions: Sequence[Question], fraction: float = 0.5, *, see
 def tune_fusion(retriever: Retriever, questions: Sequence[Question], *, k: int = 10,
                 rrf_ks: Sequence[float] = (10, 30, 60, 100),
                 bm25_weights: Sequence[float] = (0.5, 0.75, 1.0, 1.5, 2.0),
-                fetch_k: int = 50) -> dict[str, Any]:
-    """Choose the RRF constant and the BM25 weight (dense weight 1) that give
-    the best recall@k (then MRR) on ``questions``: tune on one part of a
-    question set, report on the other (:func:`split_questions`)."""
+                convex_bm25_weights: Sequence[float] = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
+                fusions: Sequence[str] = FUSIONS, fetch_k: int | None = None
+                ) -> dict[str, Any]:
+    """Choose the fusion that gives the best recall@k (then MRR) on
+    ``questions``: RRF over ``rrf_ks`` × ``bm25_weights`` (dense weight 1),
+    convex fusion over ``convex_bm25_weights`` (dense weight 1 − w). Tune on
+    one part of a question set, report on the other (:func:`split_questions`).
+    Candidates are those :meth:`Retriever.search` fuses for the depth
+    :func:`evaluate_retrieval` asks for (``fetch_k``: as in ``search``).
+
+    Returns ``{"fusion", "rrf_k", "weights", "recall@k", "mrr@k"}``; the first
+    three are :class:`Retriever`'s arguments of the same names.
+    """
+    bad = [f for f in fusions if f not in FUSIONS]
+    if bad:
+        raise GenAIError(f"unknown fusion {bad[0]!r}", hint=f"use one of {FUSIONS}")
     vectors = retriever.embedder.embed([q.text for q in questions])
-    lists = [(retriever.dense(q.text, fetch_k, vector=vectors[i]),
-              retriever.bm25(q.text, fetch_k)) for i, q in enumerate(questions)]
+    dense_n, bm25_n = hybrid_depths(max(k, NDCG_AT), fetch_k)
+    lists = [(retriever.dense(q.text, dense_n, vector=vectors[i]),
+              retriever.bm25(q.text, bm25_n)) for i, q in enumerate(questions)]
+    grid: list[tuple[str, float, dict[str, float]]] = []
+    if "rrf" in fusions:
+        grid += [("rrf", float(c), {"dense": 1.0, "bm25": float(w)})
+                 for c in rrf_ks for w in bm25_weights]
+    if "convex" in fusions:
+        grid += [("convex", float(retriever.rrf_k), {"dense": round(1.0 - w, 6),
+                                                      "bm25": float(w)})
+                 for w in convex_bm25_weights]
     best: dict[str, Any] | None = None
-    for rrf_k in rrf_ks:
-        for weight in bm25_weights:
-            rows = []
-            for q, (dense, sparse) in zip(questions, lists):
-                fused = reciprocal_rank_fusion({"dense": dense, "bm25": sparse}, k=rrf_k,
-                                               weights={"dense": 1.0, "bm25": weight})
-                rows.append(retrieval_scores(doc_ranking(fused), q.relevant, k))
-            means, _ = mean_scores(rows, [f"recall@{k}", f"mrr@{k}"])
-            key = (means[f"recall@{k}"] or 0.0, means[f"mrr@{k}"] or 0.0)
-            if best is None or key > best["key"]:
-                best = {"key": key, "rrf_k": rrf_k, "weights": {"dense": 1.0, "bm25": weight},
-                        f"recall@{k}": key[0], f"mrr@{k}": key[1]}
-    assert best is not None
+    for method, rrf_k, weights in grid:
+        rows = []
+        for q, (dense, sparse) in zip(questions, lists):
+            fused = fuse({"dense": dense, "bm25": sparse}, method, rrf_k=rrf_k, weights=weights)
+            rows.append(retrieval_scores(doc_ranking(fused), q.relevant, k))
+        means, _ = mean_scores(rows, [f"recall@{k}", f"mrr@{k}"])
+        key = (means[f"recall@{k}"] or 0.0, means[f"mrr@{k}"] or 0.0)
+        if best is None or key > best["key"]:
+            best = {"key": key, "fusion": method, "rrf_k": rrf_k, "weights": weights,
+                    f"recall@{k}": key[0], f"mrr@{k}": key[1]}
+    if best is None:
+        raise GenAIError("nothing to tune", hint="give at least one fusion and weight")
     best.pop("key")
     return best
 

@@ -35,15 +35,15 @@ from shipyard.genai._embeddings import (Embedder, EmbeddingCache, LocalEmbedder,
                                         embed_texts, embedder_from_spec)
 from shipyard.genai._evaluation import (EvaluationReport, Question, RagPromotion,
                                         check_rag_gates, coerce_questions, evaluate_answers,
-                                        evaluate_retrieval, known_metrics, load_rag_gates)
+                                        evaluate_retrieval, known_metrics, load_rag_gates,
+                                        tune_fusion)
 from shipyard.genai._generation import ExtractiveGenerator, Generator, check_generator
 from shipyard.genai._judge import Judge
 from shipyard.genai._prompts import PromptRegistry, PromptTemplate
 from shipyard.genai._guardrails import (REFUSED_TEXT, Guardrails, as_guardrails,
                                         check_question, redact)
 from shipyard.genai._records import Answer, Chunk, Document, Hit
-from shipyard.genai._retrieval import (DEFAULT_RRF_K, DEFAULT_WEIGHTS, MODES, Reranker,
-                                       Retriever)
+from shipyard.genai._retrieval import DEFAULT_FUSION, DEFAULT_RRF_K, MODES, Reranker, Retriever
 from shipyard.genai._tracing import (Trace, TraceExport, Tracer, TraceStore, TraceWriter,
                                      count_tokens, export_url, hit_attributes, post_otlp,
                                      span, write_otlp_file)
@@ -381,13 +381,47 @@ class Rag:
                 hint=f"it was pruned or dropped; query {version.name}@latest or ingest again")
         chunks = chunks_from_parquet(self._ws.artifacts.get_bytes(version.chunks_digest))
         retriever = Retriever(store, version.table, self._embedder_for(version.embedder),
-                              chunks, self._bm25(version, chunks), rrf_k=DEFAULT_RRF_K,
-                              weights=DEFAULT_WEIGHTS)
+                              chunks, self._bm25(version, chunks), **self._fusion(version))
         with self._lock:
             self._retrievers[version.ref] = retriever
             while len(self._retrievers) > _RETRIEVERS_KEPT:
                 self._retrievers.popitem(last=False)
         return retriever
+
+    def _fusion_file(self, version: CollectionVersion) -> Path:
+        return self.home / "fusion" / f"{version.table}.json"
+
+    def _fusion(self, version: CollectionVersion) -> dict[str, Any]:
+        """The version's tuned fusion (:meth:`tune_fusion`), else the defaults."""
+        import json
+
+        try:
+            kept = json.loads(self._fusion_file(version).read_text())
+            return {"fusion": str(kept["fusion"]), "rrf_k": float(kept["rrf_k"]),
+                    "weights": {str(n): float(w) for n, w in kept["weights"].items()}}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return {"fusion": DEFAULT_FUSION, "rrf_k": DEFAULT_RRF_K, "weights": None}
+
+    def tune_fusion(self, ref: str | CollectionVersion, questions: Sequence[Question | Mapping],
+                    *, k: int = 10) -> dict[str, Any]:
+        """Tune the hybrid fusion of a version on labelled ``questions`` (see
+        :func:`shipyard.genai.tune_fusion`; keep a held-out part to report on)
+        and keep it: this version's retrievers use it from now on, in any
+        process on this workspace (a small JSON file next to the BM25 cache,
+        keyed by the version's table). Returns the chosen fusion."""
+        import json
+
+        version = self._resolve(ref)
+        retriever = self.retriever(version)
+        best = tune_fusion(retriever, coerce_questions(questions), k=k)
+        path = self._fusion_file(version)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        part = path.with_name(f"{path.name}.{uuid.uuid4().hex}.part")
+        part.write_text(json.dumps({n: best[n] for n in ("fusion", "rrf_k", "weights")}))
+        os.replace(part, path)
+        retriever.fusion, retriever.rrf_k = best["fusion"], best["rrf_k"]
+        retriever.weights = dict(best["weights"])
+        return best
 
     def _bm25(self, version: CollectionVersion, chunks: Sequence[Chunk]) -> BM25Index:
         folder = self.home / "bm25" / version.chunks_digest
@@ -409,8 +443,8 @@ class Rag:
         Parameters
         ----------
         mode
-            ``"hybrid"`` (dense + BM25 by reciprocal-rank fusion), ``"dense"``
-            or ``"bm25"``.
+            ``"hybrid"`` (dense + BM25, fused by min-max normalised scores
+            weighted 0.15 : 0.85, see ``Retriever``), ``"dense"`` or ``"bm25"``.
         where
             Metadata filter, e.g. ``{"source": "guide.md", "page": {"$gte": 2}}``.
         mmr

@@ -1,4 +1,4 @@
-"""Retrieval: dense, BM25 and hybrid (reciprocal-rank fusion), with metadata
+"""Retrieval: dense, BM25 and hybrid (convex score or reciprocal-rank fusion), with metadata
 filters, maximal marginal relevance and pluggable rerankers.
 """
 
@@ -23,12 +23,20 @@ from shipyard.genai._vectorstore import VectorStore
 
 #: Retrieval modes.
 MODES = ("dense", "bm25", "hybrid")
-#: The RRF constant and weights ``ws.rag`` uses. k=60 is Cormack et al.'s;
-#: on the BBC News known-item set (benchmarks/rag.py) tuning k and weights on
-#: a held-out half moved hybrid's recall by less than its noise, so the
-#: textbook values stay.
+#: Fusion methods of hybrid search: reciprocal-rank fusion, or a convex sum
+#: of each retriever's min-max normalised scores.
+FUSIONS = ("rrf", "convex")
+#: The fusion ``ws.rag`` uses unless a collection has a tuned one (see
+#: benchmarks/RESULTS.md, RAG): chosen on held-out BBC News questions, where
+#: BM25 is much stronger than dense on known-item queries and dense helps on
+#: sentence queries.
+DEFAULT_FUSION = "convex"
+#: The RRF constant (k=60 is Cormack et al.'s).
 DEFAULT_RRF_K = 60
-DEFAULT_WEIGHTS = {"dense": 1.0, "bm25": 1.0}
+#: Default weights per fusion method.
+DEFAULT_FUSION_WEIGHTS = {"rrf": {"dense": 1.0, "bm25": 1.0},
+                          "convex": {"dense": 0.15, "bm25": 0.85}}
+DEFAULT_WEIGHTS = DEFAULT_FUSION_WEIGHTS[DEFAULT_FUSION]
 
 
 def reciprocal_rank_fusion(rankings: Mapping[str, Sequence[Hit]], *, k: float = DEFAULT_RRF_K,
@@ -65,6 +73,65 @@ def reciprocal_rank_fusion(rankings: Mapping[str, Sequence[Hit]], *, k: float = 
         ids = ids[:limit]
     return [Hit(chunk=found[c], score=fused[c], rank=i + 1, retriever="hybrid",
                 scores={**components[c], "rrf": fused[c]}) for i, c in enumerate(ids)]
+
+
+def convex_fusion(rankings: Mapping[str, Sequence[Hit]], *,
+                  weights: Mapping[str, float] | None = None,
+                  limit: int | None = None) -> list[Hit]:
+    """Fuse ranked lists by score: ``score(c) = Σ weight_r · norm_r(c)``, where
+    ``norm_r`` min-max scales list ``r``'s scores to [0, 1] (1 when all are
+    equal) and a chunk missing from a list gets 0 there.
+
+    Unlike RRF it keeps how far apart the scores are, so a retriever that is
+    sure (a large BM25 margin) is not outvoted by a near-tie in the other.
+    Ties go to the chunk ranked higher in the first list it appears in.
+
+    >>> from shipyard.genai import Chunk
+    >>> a, b, c = (Chunk(id=x, doc_id=x, text=x, start=0, end=1, source=x, title=x)
+    ...            for x in "abc")
+    >>> fused = convex_fusion({"dense": [Hit(a, .9), Hit(b, .8)],
+    ...                        "bm25": [Hit(b, 7.0, retriever="bm25"),
+    ...                                 Hit(c, 5.0, retriever="bm25")]},
+    ...                       weights={"dense": 0.3, "bm25": 0.7})
+    >>> [(h.chunk.id, round(h.score, 2)) for h in fused]
+    [('b', 0.7), ('a', 0.3), ('c', 0.0)]
+    """
+    weights = dict(weights or {})
+    fused: dict[str, float] = {}
+    first: dict[str, tuple[int, int]] = {}
+    found: dict[str, Chunk] = {}
+    components: dict[str, dict[str, float]] = {}
+    for order, (name, hits) in enumerate(rankings.items()):
+        if not hits:
+            continue
+        weight = float(weights.get(name, 1.0))
+        low = min(h.score for h in hits)
+        spread = max(h.score for h in hits) - low
+        for rank, hit in enumerate(hits, start=1):
+            cid = hit.chunk.id
+            norm = (hit.score - low) / spread if spread > 0 else 1.0
+            fused[cid] = fused.get(cid, 0.0) + weight * norm
+            first.setdefault(cid, (rank, order))
+            found.setdefault(cid, hit.chunk)
+            components.setdefault(cid, {}).update(hit.scores or {name: hit.score})
+    ids = sorted(fused, key=lambda c: (-fused[c], first[c]))
+    if limit is not None:
+        ids = ids[:limit]
+    return [Hit(chunk=found[c], score=fused[c], rank=i + 1, retriever="hybrid",
+                scores={**components[c], "convex": fused[c]}) for i, c in enumerate(ids)]
+
+
+def fuse(rankings: Mapping[str, Sequence[Hit]], method: str = DEFAULT_FUSION, *,
+         rrf_k: float = DEFAULT_RRF_K, weights: Mapping[str, float] | None = None,
+         limit: int | None = None) -> list[Hit]:
+    """Fuse ranked lists with ``method`` (one of :data:`FUSIONS`); ``weights``
+    default to :data:`DEFAULT_FUSION_WEIGHTS` of the method."""
+    if method not in FUSIONS:
+        raise GenAIError(f"unknown fusion {method!r}", hint=f"use one of {FUSIONS}")
+    weights = DEFAULT_FUSION_WEIGHTS[method] if weights is None else weights
+    if method == "rrf":
+        return reciprocal_rank_fusion(rankings, k=rrf_k, weights=weights, limit=limit)
+    return convex_fusion(rankings, weights=weights, limit=limit)
 
 
 def mmr_select(query: np.ndarray, candidates: np.ndarray, k: int, lambda_: float = 0.5
@@ -203,6 +270,25 @@ class EmbeddingReranker(Reranker):
 
 
 # ------------------------------------------------------------------ retriever
+def hybrid_depths(k: int, fetch_k: int | None = None, *, deep: bool = False) -> tuple[int, int]:
+    """How many candidates hybrid search asks the dense and the BM25 leg for.
+
+    BM25 candidates cost next to nothing (one sparse dot product, then a
+    partial sort), dense ones do not: an indexed vector store re-ranks
+    ``refine × n`` full vectors, so 40 candidates cost about 3x as much as 10.
+    A plain hybrid search of ``k`` therefore takes ``k`` dense and
+    ``max(4k, 20)`` BM25 candidates; with a reranker or MMR (``deep``), or an
+    explicit ``fetch_k``, both legs fetch ``fetch_k`` (default ``max(4k, 20)``).
+
+    >>> hybrid_depths(10), hybrid_depths(10, 50), hybrid_depths(10, deep=True)
+    ((10, 40), (50, 50), (40, 40))
+    """
+    fetch = max(fetch_k or max(4 * k, 20), k)
+    if deep or fetch_k is not None:
+        return fetch, fetch
+    return k, fetch
+
+
 class Retriever:
     """Search one index: dense (vector store), BM25, or both fused.
 
@@ -216,13 +302,18 @@ class Retriever:
         The indexed chunks, in the BM25 index's order.
     bm25
         A fitted :class:`BM25Index` over ``chunks`` (fitted here if omitted).
-    rrf_k, weights
-        Fusion parameters of hybrid search (see :func:`reciprocal_rank_fusion`).
+    fusion, rrf_k, weights
+        Fusion of hybrid search (see :func:`fuse`): method, RRF constant and
+        per-retriever weights (default: the method's
+        :data:`DEFAULT_FUSION_WEIGHTS`).
     """
 
     def __init__(self, store: VectorStore, table: str, embedder: Embedder,
                  chunks: Sequence[Chunk], bm25: BM25Index | None = None, *,
-                 rrf_k: float = DEFAULT_RRF_K, weights: Mapping[str, float] | None = None):
+                 fusion: str = DEFAULT_FUSION, rrf_k: float = DEFAULT_RRF_K,
+                 weights: Mapping[str, float] | None = None):
+        if fusion not in FUSIONS:
+            raise GenAIError(f"unknown fusion {fusion!r}", hint=f"use one of {FUSIONS}")
         self.store = store
         self.table = table
         self.embedder = embedder
@@ -230,12 +321,13 @@ class Retriever:
         self.bm25_index = bm25 if bm25 is not None else \
             BM25Index().fit([c.indexed_text for c in self.chunks])
         self.rrf_k = rrf_k
-        self.weights = dict(weights or DEFAULT_WEIGHTS)
+        self.fusion = fusion
+        self.weights = dict(DEFAULT_FUSION_WEIGHTS[fusion] if weights is None else weights)
         self._masks = lru_cache(maxsize=64)(self._mask)
 
     def __repr__(self) -> str:
         return (f"Retriever(store={self.store!r}, table={self.table!r}, chunks={len(self.chunks)},"
-                f" rrf_k={self.rrf_k}, weights={self.weights})")
+                f" fusion={self.fusion!r}, rrf_k={self.rrf_k}, weights={self.weights})")
 
     def embed_question(self, question: str) -> np.ndarray:
         return self.embedder.embed([question])[0]
@@ -270,7 +362,7 @@ class Retriever:
         k
             How many chunks to return.
         mode
-            ``dense``, ``bm25`` or ``hybrid`` (both, fused by RRF).
+            ``dense``, ``bm25`` or ``hybrid`` (both, fused: see ``fusion``).
         where
             Metadata filter (see :func:`shipyard.genai.parse_where`).
         mmr
@@ -280,7 +372,9 @@ class Retriever:
             Re-score the candidates before the cut to ``k``.
         fetch_k
             Candidates fetched per retriever before fusion, reranking or MMR;
-            default ``max(4k, 20)``.
+            default ``max(4k, 20)``, except the dense leg of a plain hybrid
+            search (no reranker, no MMR), which fetches ``k`` (see
+            :func:`hybrid_depths`).
         vector
             The question's embedding, if already computed.
         tracer
@@ -310,16 +404,16 @@ class Retriever:
                     hits = self.bm25(question, fetch, where)
                     sub.update(hit_attributes(hits))
             else:
+                dense_n, bm25_n = hybrid_depths(k, fetch_k, deep=deep)
                 with span(tracer, "dense") as sub:
-                    dense = self.dense(question, fetch, where, vector=vector)
+                    dense = self.dense(question, dense_n, where, vector=vector)
                     sub.update(hit_attributes(dense))
                 with span(tracer, "bm25") as sub:
-                    lexical = self.bm25(question, fetch, where)
+                    lexical = self.bm25(question, bm25_n, where)
                     sub.update(hit_attributes(lexical))
-                with span(tracer, "fuse", method="rrf", rrf_k=self.rrf_k) as sub:
-                    hits = reciprocal_rank_fusion({"dense": dense, "bm25": lexical},
-                                                  k=self.rrf_k, weights=self.weights,
-                                                  limit=fetch)
+                with span(tracer, "fuse", method=self.fusion, rrf_k=self.rrf_k) as sub:
+                    hits = fuse({"dense": dense, "bm25": lexical}, self.fusion,
+                                rrf_k=self.rrf_k, weights=self.weights, limit=fetch)
                     sub.update(hit_attributes(hits))
             if tracer is not None:
                 attrs.update(hit_attributes(hits[:k] if not deep else hits))
