@@ -18,8 +18,9 @@ The pieces are public for servers and other stages to compose:
   MiniLM), :class:`OpenAIEmbedder`, :class:`EmbeddingCache`;
 * vector stores: :class:`VectorStore` (ABC), :func:`open_vector_store`,
   :data:`VECTOR_STORES` (``lancedb://``, ``postgresql+pgvector://``);
-* retrieval: :class:`Retriever`, :class:`BM25Index`,
-  :func:`reciprocal_rank_fusion`, :func:`mmr_select`, :class:`Reranker` (ABC),
+* retrieval: :class:`Retriever`, :class:`BM25Index`, :func:`fuse`
+  (:func:`convex_fusion`, the default, or :func:`reciprocal_rank_fusion`),
+  :func:`mmr_select`, :class:`Reranker` (ABC),
   :class:`LexicalReranker`, :class:`EmbeddingReranker`, :func:`parse_where`;
 * answers: :class:`Generator` (ABC), :class:`ExtractiveGenerator`,
   :class:`OpenAIChatGenerator`, :func:`build_messages`, :class:`Answer`,
@@ -76,12 +77,14 @@ from shipyard.genai._prompts import (USER_TEMPLATE, PromptRegistry, PromptTempla
 from shipyard.genai._rag import Rag
 from shipyard.genai._records import (METADATA_FIELDS, Answer, Chunk, Citation, Document, Hit,
                                      Section)
-from shipyard.genai._retrieval import (MODES, EmbeddingReranker, LexicalReranker, Reranker,
-                                       Retriever, mmr_select, reciprocal_rank_fusion)
+from shipyard.genai._retrieval import (FUSIONS, MODES, EmbeddingReranker, LexicalReranker,
+                                       Reranker, Retriever, convex_fusion, fuse, mmr_select,
+                                       reciprocal_rank_fusion)
 from shipyard.genai._tracing import Span, Trace, TraceExport, otlp_request
 from shipyard.genai._vectorstore import VECTOR_STORES, VectorStore, open_vector_store
 
 __all__ = [
+    "FUSIONS", "convex_fusion", "fuse",
     "CRITERIA", "DEFAULT_RECOGNIZERS", "KINDS", "MAX_DOCUMENT_BYTES", "MAX_QUESTION_CHARS",
     "METADATA_FIELDS", "MODES", "SYSTEM_PROMPT", "USER_TEMPLATE", "VECTOR_STORES", "Answer",
     "AnswerScores", "BM25Index", "CardRecognizer", "Chunk", "Citation", "CollectionVersion",
