@@ -173,10 +173,12 @@ def _policy_of(path: Path | None) -> Any:
             return None
         if not _has_section(path, "monitor"):
             err_console.print(f"policy: {path} has no monitor: section; default thresholds, "
-                              "no alert rules", highlight=False)
+                              "no alert rules", highlight=False, markup=False, soft_wrap=True)
             return None
     section, _ = load_section(path, "monitor")
-    err_console.print(f"policy: the monitor: section of {path}", highlight=False)
+    # The path stays whole (to copy) and is not read as Rich markup.
+    err_console.print(f"policy: the monitor: section of {path}", highlight=False,
+                      markup=False, soft_wrap=True)
     return section
 
 
