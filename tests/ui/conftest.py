@@ -10,6 +10,7 @@ Without it the browser tests fail (not skip), saying how to install it.
 from __future__ import annotations
 
 import shutil
+import contextlib
 import socket
 import threading
 import time
@@ -169,9 +170,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def live_url(app):
-    """The app served by a real uvicorn on loopback, for the browser."""
+@contextlib.contextmanager
+def on_loopback(app):
+    """Serve ``app`` with a real uvicorn on a free loopback port; yields its URL."""
     import uvicorn
 
     port = _free_port()
@@ -183,9 +184,18 @@ def live_url(app):
     while not server.started:
         assert time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def live_url(app):
+    """The app served by a real uvicorn on loopback, for the browser."""
+    with on_loopback(app) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

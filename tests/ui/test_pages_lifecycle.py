@@ -8,8 +8,6 @@ log's own writer), with hostile text wherever users can type."""
 from __future__ import annotations
 
 import re
-import threading
-import time
 from functools import partial
 
 import numpy as np
@@ -18,7 +16,7 @@ import pytest
 
 from shipyard import Workspace
 
-from .conftest import XSS_IMG, XSS_SCRIPT, _free_port, browser_login, login, shot
+from .conftest import XSS_IMG, XSS_SCRIPT, browser_login, login, on_loopback, shot
 
 GATES = {"metrics": {"accuracy": {"min": 0.55}}}
 #: A metric no report has, named like an attack: its gate fails as "not measured".
@@ -114,20 +112,8 @@ def client(life_app, life):
 @pytest.fixture(scope="module")
 def life_url(life_app):
     """The lifecycle app on a real uvicorn on loopback, for the browser."""
-    import uvicorn
-
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(life_app, host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with on_loopback(life_app) as url:
+        yield url
 
 
 def _text(html: str) -> str:
