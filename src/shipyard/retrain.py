@@ -68,6 +68,10 @@ OUTCOMES = ("promoted", "refused", "rolled_back", "unchanged", "skipped")
 EXPERIMENT = "retrain"
 #: Columns of the feedback dataset besides the inputs and the target.
 LINEAGE_COLUMNS = ("request_id", "version", "role", "prediction", "split")
+#: Share of the labelled requests a mitigated champion's candidate fits its
+#: per-group thresholds on: rows it was not trained on (thresholds fitted on
+#: in-sample scores do not hold on new rows).
+CALIBRATION_SHARE = 0.2
 
 
 @dataclass(frozen=True)
@@ -281,7 +285,9 @@ def retrain(
                            f"retraining needs at least {min_labels}",
                            hint="wait for more feedback, widen the window (--since), or lower "
                                 "min_labels (--min-labels)")
-    frame["split"] = _split(frame["request_id"], model, holdout_share)
+    mitigated = "mitigation.base" in (champion.tags or {})
+    frame["split"] = _split(frame["request_id"], model, holdout_share,
+                            CALIBRATION_SHARE if mitigated else 0.0)
     kept = frame[frame["split"] == "holdout"]
     if kept.empty or (frame["split"] == "train").sum() == 0 \
             or (spec.task != "regression" and kept[spec.target].nunique() < 2):
@@ -346,7 +352,7 @@ def _loop(ws: Workspace, run: Any, log: _Steps, spec: Project, policy: GatePolic
                    f"{_when(window['start'])} – {_when(window['end'])}: {requests} requests "
                    f"answered by version(s) {', '.join(map(str, versions)) or '-'}, "
                    f"{len(frame)} rows; feedback joined by request_id (column request_id; "
-                   f"column split: train or holdout)"),
+                   f"column split: train, calibration or holdout)"),
         description=f"labelled production traffic of {model}, for retraining")
     inputs = [c for c in frame.columns if c not in LINEAGE_COLUMNS]
     train_rows = frame.loc[frame["split"] == "train", inputs]
@@ -373,6 +379,15 @@ def _loop(ws: Workspace, run: Any, log: _Steps, spec: Project, policy: GatePolic
         transform=f"the {int((frame['split'] == 'holdout').sum())} held-out rows (split=holdout)"
                   f" of {feedback.ref}" + (f" + {extra_holdout.ref}" if extra_holdout else ""),
         description=f"rows {model}'s retrain candidates and champion are judged on")
+    calibration = None
+    if (frame["split"] == "calibration").any():
+        calibration = ws.datasets.register(
+            f"{model}-calibration",
+            _like(frame.loc[frame["split"] == "calibration", inputs], original)
+            .reset_index(drop=True), parents=[feedback],
+            transform=f"the {int((frame['split'] == 'calibration').sum())} calibration rows "
+                      f"(split=calibration) of {feedback.ref}",
+            description=f"rows {model}'s retrain candidates fit their per-group thresholds on")
     for version in (feedback, train_data, holdout):
         run.log_input(version)
     log.add("retrain.dataset", f"{feedback.ref} ({len(frame)} labelled rows from {requests} "
@@ -385,7 +400,8 @@ def _loop(ws: Workspace, run: Any, log: _Steps, spec: Project, policy: GatePolic
         "holdout": holdout.ref, "labels": len(frame), "holdout_rows": holdout.num_rows,
         "window": window}
 
-    candidate = _train(ws, spec, model, champion, train_data, feedback, trials=trials,
+    candidate = _train(ws, spec, model, champion, train_data, feedback,
+                       calibration=calibration, trials=trials,
                        actor=actor)
     log.add("retrain.candidate", f"{candidate.ref} trained on {train_data.ref}",
             {"candidate": candidate.ref, "run": candidate.run_id, "train_data": train_data.ref,
@@ -617,14 +633,19 @@ def _when(seconds: float | None) -> str:
     return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
-def _split(request_ids: pd.Series, model: str, share: float) -> list[str]:
-    """``holdout`` for ``share`` of the requests (by a hash of their id, so a
-    request's rows stay together and a later retrain holds out the same
-    ones), else ``train``."""
+def _split(request_ids: pd.Series, model: str, share: float,
+           calibration: float = 0.0) -> list[str]:
+    """``holdout`` for ``share`` of the requests, ``calibration`` for the next
+    ``calibration`` share (by a hash of their id, so a request's rows stay
+    together and a later retrain holds out the same ones), else ``train``."""
     from shipyard.deploy import bucket
 
-    return ["holdout" if bucket(str(rid), f"retrain:{model}") < share * 100 else "train"
-            for rid in request_ids]
+    def split(rid: object) -> str:
+        b = bucket(str(rid), f"retrain:{model}")
+        return "holdout" if b < share * 100 else \
+            "calibration" if b < (share + calibration) * 100 else "train"
+
+    return [split(rid) for rid in request_ids]
 
 
 def _like(rows: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
@@ -716,9 +737,11 @@ def feedback_frame(ws: Workspace, model: str, version: ModelVersion, *, target: 
 
 # ------------------------------------------------------------ train, judge
 def _train(ws: Workspace, spec: Project, model: str, champion: ModelVersion, train_data: Any,
-           feedback: Any, *, trials: int | None, actor: str) -> ModelVersion:
+           feedback: Any, *, calibration: Any, trials: int | None, actor: str
+           ) -> ModelVersion:
     """Train the project on ``train_data``; register the result; mitigate it
-    as the champion was, when it was."""
+    as the champion was, when it was, with thresholds fitted on
+    ``calibration`` (rows it did not train on)."""
     from shipyard.train import DatasetRef, train
 
     search = spec.train.search
@@ -740,7 +763,7 @@ def _train(ws: Workspace, spec: Project, model: str, champion: ModelVersion, tra
         return base
     from shipyard.evaluate import mitigate
 
-    mitigated = mitigate(ws, base.ref, train_data.ref, target=spec.target,
+    mitigated = mitigate(ws, base.ref, (calibration or train_data).ref, target=spec.target,
                          sensitive=mitigation.get("sensitive"),
                          method=mitigation.get("method", "threshold"),
                          constraint=mitigation.get("constraint", "demographic_parity"),

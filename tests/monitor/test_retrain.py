@@ -427,3 +427,34 @@ def test_monitor_reads_the_policy_of_the_project_file_in_the_working_folder(
     assert out.exit_code == 0 and "elsewhere.yaml" in out.stderr
     out = runner.invoke(app, [*base, "--project", "a.yaml", "--policy", "b.yaml"])
     assert isinstance(out.exception, ConfigError) and "not both" in str(out.exception)
+
+
+def test_a_mitigated_champions_candidate_fits_its_thresholds_on_unseen_rows(champion,
+                                                                            monkeypatch):
+    """Per-group thresholds fitted on a model's own training rows (in-sample
+    scores) do not hold on new rows: the candidate of a mitigated champion is
+    mitigated on a calibration share of the feedback it did not train on."""
+    from shipyard.evaluate import mitigate
+
+    ws = champion
+    fair = mitigate(ws, f"{MODEL}@1", "people@1", target="y", sensitive="city")
+    ws.models.set_alias(MODEL, "champion", fair.version.version, reason="tests")
+    log_traffic(ws, monkeypatch, shifted(1_500, seed=11))
+
+    result = ws.retrain(MODEL, project=project(), min_labels=100)
+
+    rows = ws.datasets.get(result.feedback).to_pandas()
+    assert set(rows["split"]) == {"train", "calibration", "holdout"}
+    shares = rows.groupby("split")["request_id"].nunique() / rows["request_id"].nunique()
+    assert 0.1 < shares["calibration"] < 0.3 and 0.2 < shares["holdout"] < 0.4
+    assert [d.latest_version for d in ws.datasets.list()
+            if d.name == f"{MODEL}-calibration"] == [1]
+    version = ws.datasets.get(f"{MODEL}-calibration@latest")
+    assert version.parents == (result.feedback,)
+    assert version.num_rows == (rows["split"] == "calibration").sum()
+    # trained without the calibration rows, thresholds fitted on them only
+    assert ws.datasets.get(result.train_data).num_rows == \
+        2_000 + (rows["split"] == "train").sum()
+    candidate = ws.models.get(result.candidate)
+    assert candidate.tags["mitigation.dataset"] == version.ref
+    assert candidate.tags["mitigation.base"] != candidate.ref
