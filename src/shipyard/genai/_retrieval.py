@@ -5,7 +5,7 @@ filters, maximal marginal relevance and pluggable rerankers.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from functools import lru_cache
 from itertools import pairwise
@@ -55,6 +55,17 @@ def reciprocal_rank_fusion(rankings: Mapping[str, Sequence[Hit]], *, k: float = 
     >>> [h.chunk.id for h in fused], fused[0].retriever
     (['b', 'a', 'c'], 'hybrid')
     """
+    return _fuse_by(rankings, weights, limit, "rrf",
+                    lambda hits: [1.0 / (k + rank) for rank in range(1, len(hits) + 1)])
+
+
+def _fuse_by(rankings: Mapping[str, Sequence[Hit]], weights: Mapping[str, float] | None,
+             limit: int | None, label: str,
+             parts: Callable[[Sequence[Hit]], Sequence[float]]) -> list[Hit]:
+    """``score(c) = Σ weight_r · part_r(c)`` over the lists, ``parts(hits)``
+    giving each hit's part in its list; ties go to the chunk ranked higher in
+    the first list it appears in. The fused hits keep every retriever's score
+    and the fused one under ``label``."""
     weights = dict(weights or {})
     fused: dict[str, float] = {}
     first: dict[str, tuple[int, int]] = {}
@@ -62,9 +73,9 @@ def reciprocal_rank_fusion(rankings: Mapping[str, Sequence[Hit]], *, k: float = 
     components: dict[str, dict[str, float]] = {}
     for order, (name, hits) in enumerate(rankings.items()):
         weight = float(weights.get(name, 1.0))
-        for rank, hit in enumerate(hits, start=1):
+        for rank, (hit, part) in enumerate(zip(hits, parts(hits)), start=1):
             cid = hit.chunk.id
-            fused[cid] = fused.get(cid, 0.0) + weight / (k + rank)
+            fused[cid] = fused.get(cid, 0.0) + weight * part
             first.setdefault(cid, (rank, order))
             found.setdefault(cid, hit.chunk)
             components.setdefault(cid, {}).update(hit.scores or {name: hit.score})
@@ -72,7 +83,7 @@ def reciprocal_rank_fusion(rankings: Mapping[str, Sequence[Hit]], *, k: float = 
     if limit is not None:
         ids = ids[:limit]
     return [Hit(chunk=found[c], score=fused[c], rank=i + 1, retriever="hybrid",
-                scores={**components[c], "rrf": fused[c]}) for i, c in enumerate(ids)]
+                scores={**components[c], label: fused[c]}) for i, c in enumerate(ids)]
 
 
 def convex_fusion(rankings: Mapping[str, Sequence[Hit]], *,
@@ -96,29 +107,16 @@ def convex_fusion(rankings: Mapping[str, Sequence[Hit]], *,
     >>> [(h.chunk.id, round(h.score, 2)) for h in fused]
     [('b', 0.7), ('a', 0.3), ('c', 0.0)]
     """
-    weights = dict(weights or {})
-    fused: dict[str, float] = {}
-    first: dict[str, tuple[int, int]] = {}
-    found: dict[str, Chunk] = {}
-    components: dict[str, dict[str, float]] = {}
-    for order, (name, hits) in enumerate(rankings.items()):
-        if not hits:
-            continue
-        weight = float(weights.get(name, 1.0))
-        low = min(h.score for h in hits)
-        spread = max(h.score for h in hits) - low
-        for rank, hit in enumerate(hits, start=1):
-            cid = hit.chunk.id
-            norm = (hit.score - low) / spread if spread > 0 else 1.0
-            fused[cid] = fused.get(cid, 0.0) + weight * norm
-            first.setdefault(cid, (rank, order))
-            found.setdefault(cid, hit.chunk)
-            components.setdefault(cid, {}).update(hit.scores or {name: hit.score})
-    ids = sorted(fused, key=lambda c: (-fused[c], first[c]))
-    if limit is not None:
-        ids = ids[:limit]
-    return [Hit(chunk=found[c], score=fused[c], rank=i + 1, retriever="hybrid",
-                scores={**components[c], "convex": fused[c]}) for i, c in enumerate(ids)]
+    return _fuse_by(rankings, weights, limit, "convex", _min_max)
+
+
+def _min_max(hits: Sequence[Hit]) -> list[float]:
+    """The hits' scores scaled to [0, 1] (all 1 when they are equal)."""
+    if not hits:
+        return []
+    low = min(h.score for h in hits)
+    spread = max(h.score for h in hits) - low
+    return [(h.score - low) / spread if spread > 0 else 1.0 for h in hits]
 
 
 def fuse(rankings: Mapping[str, Sequence[Hit]], method: str = DEFAULT_FUSION, *,
