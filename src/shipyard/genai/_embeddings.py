@@ -318,6 +318,21 @@ def _export_onnx(folder: Path, target: Path) -> None:
 
 
 # ------------------------------------------------------ OpenAI-compatible API
+def openai_client(endpoint: Any) -> Any:
+    """The official ``openai`` client of an OpenAI-compatible ``endpoint``
+    (an embedder, a generator, a judge: anything with ``base_url``,
+    ``api_key``, ``api_key_env``, ``timeout``, ``max_retries`` and a
+    ``_client`` slot), made once and kept in that slot."""
+    if endpoint._client is None:
+        import openai
+
+        key = endpoint.api_key or os.environ.get(endpoint.api_key_env) or "not-needed"
+        endpoint._client = openai.OpenAI(base_url=endpoint.base_url, api_key=key,
+                                         timeout=endpoint.timeout,
+                                         max_retries=endpoint.max_retries)
+    return endpoint._client
+
+
 class OpenAIEmbedder(Embedder):
     """Any OpenAI-compatible embeddings endpoint, through the official
     ``openai`` client.
@@ -367,13 +382,7 @@ class OpenAIEmbedder(Embedder):
                 "dimension": self.dimension}
 
     def _client_(self):
-        if self._client is None:
-            import openai
-
-            key = self.api_key or os.environ.get(self.api_key_env) or "not-needed"
-            self._client = openai.OpenAI(base_url=self.base_url, api_key=key,
-                                         timeout=self.timeout, max_retries=self.max_retries)
-        return self._client
+        return openai_client(self)
 
     def embed_batch(self, texts: list[str]) -> np.ndarray:
         import openai

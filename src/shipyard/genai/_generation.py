@@ -9,7 +9,6 @@ answerer only quotes it, and the chat prompt fences it and tells the model so.
 from __future__ import annotations
 
 import copy
-import os
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -20,7 +19,7 @@ import numpy as np
 
 from shipyard.errors import GenAIError, GenerationError
 from shipyard.genai._bm25 import analyse
-from shipyard.genai._embeddings import Embedder
+from shipyard.genai._embeddings import Embedder, openai_client
 from shipyard.genai._prompts import (
     SYSTEM_PROMPT,
     USER_TEMPLATE,
@@ -279,13 +278,7 @@ class OpenAIChatGenerator(Generator):
         return f"openai:{self.model}"
 
     def _client_(self):
-        if self._client is None:
-            import openai
-
-            key = self.api_key or os.environ.get(self.api_key_env) or "not-needed"
-            self._client = openai.OpenAI(base_url=self.base_url, api_key=key,
-                                         timeout=self.timeout, max_retries=self.max_retries)
-        return self._client
+        return openai_client(self)
 
     def generate(self, question: str, hits: Sequence[Hit]) -> Answer:
         import openai

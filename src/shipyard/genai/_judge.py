@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from shipyard.errors import JudgeError
+from shipyard.genai._embeddings import openai_client
 from shipyard.genai._records import Answer
 
 FAITHFULNESS, ANSWER_RELEVANCE, CONTEXT_RELEVANCE = (
@@ -557,13 +558,7 @@ class Judge:
                            cost=self._cost(prompt, completion))
 
     def _client_(self):
-        if self._client is None:
-            import openai
-
-            key = self.api_key or os.environ.get(self.api_key_env) or "not-needed"
-            self._client = openai.OpenAI(base_url=self.base_url, api_key=key,
-                                         timeout=self.timeout, max_retries=self.max_retries)
-        return self._client
+        return openai_client(self)
 
     def _call(self, messages: list[dict[str, str]]
               ) -> tuple[str | None, tuple[int, int] | None, str | None]:
