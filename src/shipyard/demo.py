@@ -304,7 +304,7 @@ def _serve_canary(ws: Workspace, console: Console, name: str, test, *,
     # Clients send the primary's columns; a candidate taking fewer gets its own.
     columns = [c["name"] for c in primary.signature["inputs"]]
     rows = test.to_pandas().head(requests)[columns]
-    records = rows.astype(object).where(rows.notna(), None).to_dict("records")
+    records = _records(rows)
 
     started, clock = time.time(), time.perf_counter()
     answered: collections.Counter = collections.Counter()
@@ -380,9 +380,8 @@ def _monitor(ws: Workspace, console: Console, name: str, test, reports: Path, *,
                 for i in range(0, len(part), batch):
                     chunk = part.iloc[i:i + batch]
                     inputs = chunk[columns]
-                    answer = client.post(f"/v1/models/{name}:predict", json={
-                        "records": inputs.astype(object).where(inputs.notna(), None)
-                        .to_dict("records")})
+                    answer = client.post(f"/v1/models/{name}:predict",
+                                         json={"records": _records(inputs)})
                     answer.raise_for_status()
                     labels = (answer.headers["x-request-id"], chunk["income"].tolist())
                     if part is drifted:  # these labels are known only later
@@ -396,9 +395,8 @@ def _monitor(ws: Workspace, console: Console, name: str, test, reports: Path, *,
             for i in range(0, len(more), later_batch):  # after the monitored windows
                 chunk = more.iloc[i:i + later_batch]
                 inputs = chunk[columns]
-                answer = client.post(f"/v1/models/{name}:predict", json={
-                    "records": inputs.astype(object).where(inputs.notna(), None)
-                    .to_dict("records")})
+                answer = client.post(f"/v1/models/{name}:predict",
+                                     json={"records": _records(inputs)})
                 answer.raise_for_status()
                 delayed.append((answer.headers["x-request-id"], chunk["income"].tolist(),
                                 answer.json()))
@@ -517,14 +515,14 @@ def _retrain(ws: Workspace, console: Console, name: str, delayed: list, *, since
     stop = threading.Event()
 
     def send(url: str) -> None:  # live traffic for the canary, labels right after
-        records = traffic[columns].astype(object).where(traffic[columns].notna(), None)
+        records = _records(traffic[columns])
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {secret}"},
                           timeout=30) as client:
             i = 0
             while not stop.is_set():  # 10 rows a request: ~200 labelled rows per side
                 lo = i % (len(traffic) - 10)
-                answer = client.post(f"/v1/models/{name}:predict", json={
-                    "records": records.iloc[lo:lo + 10].to_dict("records")})
+                answer = client.post(f"/v1/models/{name}:predict",
+                                     json={"records": records[lo:lo + 10]})
                 i += 10
                 if answer.status_code == 200:
                     client.post("/v1/feedback", json={
@@ -744,6 +742,11 @@ def _rag(ws: Workspace, console: Console, rows: int | None) -> dict:
                   "Open?\"[/], [cyan]shipyard rag eval bbc-news --known-items 200[/]")
     return {"version": version, "answers": answers, "report": report, "seconds": seconds,
             "ingest_seconds": ingest_s}
+
+
+def _records(rows) -> list[dict]:
+    """A frame as the JSON records a client sends (missing values as null)."""
+    return rows.astype(object).where(rows.notna(), None).to_dict("records")
 
 
 def _fmt(value: object) -> str:

@@ -538,6 +538,23 @@ def load_questions(path: Path) -> list[Any]:
     return out
 
 
+def _one_question_source(questions: Path | None, known_items: int | None) -> None:
+    if (questions is None) == (known_items is None):
+        raise typer.BadParameter("pass exactly one of --questions FILE.jsonl or "
+                                 "--known-items N", param_hint="'--questions' / '--known-items'")
+
+
+def _questions_for(ws: Any, ref: str, asked: list | None, known_items: int | None
+                   ) -> tuple[Any, list]:
+    """The collection version ``ref`` and its questions: the file's, matched
+    to its documents, or ``known_items`` generated from it."""
+    with cli_hints():
+        version = ws.rag.get(ref)
+    asked = _match_relevant(asked, version) if asked is not None else \
+        _known_items(ws, version, known_items)
+    return version, asked
+
+
 def _match_relevant(questions: list[Any], version: CollectionVersion) -> list[Any]:
     """Relevant ids as the collection's document ids: an exact id, or a path
     that ends exactly one document's source (``faq.md``, ``docs/faq.md``)."""
@@ -621,16 +638,11 @@ def eval_(
 
       shipyard rag eval bbc --known-items 200 --json
     """
-    if (questions is None) == (known_items is None):
-        raise typer.BadParameter("pass exactly one of --questions FILE.jsonl or "
-                                 "--known-items N", param_hint="'--questions' / '--known-items'")
+    _one_question_source(questions, known_items)
     modes = tuple(_check_mode(m) for m in dict.fromkeys(mode)) if mode else MODES
     asked = load_questions(questions) if questions is not None else None
     with _workspace() as ws:
-        with cli_hints():
-            version = ws.rag.get(ref)
-        asked = _match_relevant(asked, version) if asked is not None else \
-            _known_items(ws, version, known_items)
+        version, asked = _questions_for(ws, ref, asked, known_items)
         started = time.perf_counter()
         with stdout_reserved(as_json):
             report = ws.rag.evaluate(version, asked, k=k, modes=modes)
@@ -832,15 +844,10 @@ def promote(
 
       shipyard rag promote docs@3 --known-items 200 --gate 'hybrid.ndcg@10 >= 0.8'
     """
-    if (questions is None) == (known_items is None):
-        raise typer.BadParameter("pass exactly one of --questions FILE.jsonl or "
-                                 "--known-items N", param_hint="'--questions' / '--known-items'")
+    _one_question_source(questions, known_items)
     asked = load_questions(questions) if questions is not None else None
     with _workspace() as ws:
-        with cli_hints():
-            version = ws.rag.get(ref)
-        asked = _match_relevant(asked, version) if asked is not None else \
-            _known_items(ws, version, known_items)
+        version, asked = _questions_for(ws, ref, asked, known_items)
         with stdout_reserved(as_json), cli_hints():
             result = ws.rag.promote(version, asked, gates=gate or None, alias=alias, k=k,
                                     reason=reason)
