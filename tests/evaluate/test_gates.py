@@ -246,3 +246,26 @@ def test_base_rule_bounds_the_drop_from_the_version_it_was_derived_from():
     minimised = GatePolicy.model_validate({"base": {"metric": "log_loss", "max_drop": 0.05}})
     assert check_gates(minimised, report, base_value=0.38, base_ref="m@1").passed
     assert not check_gates(minimised, report, base_value=0.30, base_ref="m@1").passed
+
+
+def test_a_fairness_bound_can_read_either_end_of_the_gaps_interval():
+    report = {"fairness": {
+        "sex": {"equalized_odds_difference": 0.12,
+                "ci": {"equalized_odds_difference": {"ci_low": 0.04, "ci_high": 0.21}}},
+        "race": {"equalized_odds_difference": 0.08,
+                 "ci": {"equalized_odds_difference": {"ci_low": 0.07, "ci_high": 0.09}}}}}
+    value = one({"fairness": {"max_equalized_odds_difference": 0.10}}, report)
+    assert not value.passed and value.observed == 0.12 and "sex" in value.reason
+    low = one({"fairness": {"max_equalized_odds_difference": 0.10, "use": "ci_low"}}, report)
+    assert low.name == "fairness.max_equalized_odds_difference.ci_low"
+    assert low.passed and low.observed == 0.07
+    assert low.reason == "0.07 <= 0.1 (worst: race, value 0.08 in [0.07, 0.09])"
+    assert low.rule == "ci_low of equalized_odds_difference <= 0.1 for every feature"
+    assert low.details["intervals"]["sex"] == [0.04, 0.21]
+    high = one({"fairness": {"max_equalized_odds_difference": 0.10, "use": "ci_high"}}, report)
+    assert not high.passed and high.observed == 0.21
+    bare = one({"fairness": {"max_equalized_odds_difference": 0.10, "use": "ci_low"}})
+    assert not bare.passed and "evaluate with n_bootstrap > 0" in bare.reason
+    with pytest.raises(ValueError):
+        GatePolicy.model_validate({"fairness": {"max_equalized_odds_difference": 0.1,
+                                                "use": "median"}})

@@ -120,3 +120,63 @@ def test_regression_fairness_reports_per_group_mae_and_a_gap():
     maes = {r["group"]: r["mae"] for r in f["groups"]}
     assert maes["a"] == pytest.approx(0.1) and maes["b"] == pytest.approx(1.0)
     assert f["mae_difference"] == pytest.approx(0.9) and f["mae_ratio"] == pytest.approx(0.1)
+
+
+def test_each_gap_interval_is_fairlearns_gap_on_the_resampled_rows():
+    from fairlearn.metrics import (demographic_parity_difference, demographic_parity_ratio,
+                                   equalized_odds_difference, equalized_odds_ratio)
+
+    from shipyard.evaluate._fairness import gap_intervals
+    from shipyard.evaluate._scores import bootstrap_counts
+
+    rng = np.random.default_rng(3)
+    groups = rng.choice(["a", "b", "c"], 300, p=[0.6, 0.3, 0.1])
+    y = rng.integers(0, 2, 300)
+    pred = np.where(rng.random(300) < np.where(groups == "a", 0.9, 0.7), y, 1 - y)
+    counts = next(bootstrap_counts(300, 1, seed=5))[0].astype(int)  # the one resample
+    rows = np.repeat(np.arange(300), counts)
+    one = gap_intervals(groups, y, pred, n_bootstrap=1, seed=5)
+    for name, fn in (("demographic_parity_difference", demographic_parity_difference),
+                     ("demographic_parity_ratio", demographic_parity_ratio),
+                     ("equalized_odds_difference", equalized_odds_difference),
+                     ("equalized_odds_ratio", equalized_odds_ratio)):
+        expected = fn(y[rows], pred[rows], sensitive_features=groups[rows])
+        assert one[name]["ci_low"] == pytest.approx(expected, abs=1e-12), name
+        assert one[name]["ci_high"] == pytest.approx(expected, abs=1e-12), name
+
+
+def test_gap_intervals_cover_the_true_gap_and_narrow_with_more_rows():
+    from shipyard.evaluate._fairness import gap_intervals
+
+    def sample(n, seed):  # TPR 0.8 vs 0.6 (true gap 0.2), FPR 0.1 in both groups
+        rng = np.random.default_rng(seed)
+        g = rng.choice(["m", "f"], n)
+        y = (rng.random(n) < 0.5).astype(int)
+        hit = rng.random(n) < np.where(g == "m", 0.8, 0.6)
+        pred = np.where(y == 1, hit, rng.random(n) < 0.1).astype(int)
+        return g, y, pred
+
+    covered, widths = 0, {}
+    for seed in range(100):
+        ci = gap_intervals(*sample(800, seed), n_bootstrap=200, seed=seed)
+        low, high = (ci["equalized_odds_difference"][k] for k in ("ci_low", "ci_high"))
+        covered += low <= 0.2 <= high
+        widths.setdefault(800, []).append(high - low)
+    assert covered >= 88, covered  # nominal 95 of 100
+    big = gap_intervals(*sample(8000, 0), n_bootstrap=200)["equalized_odds_difference"]
+    assert big["ci_high"] - big["ci_low"] < 0.5 * np.mean(widths[800])
+
+
+def test_fairness_report_carries_intervals_only_when_asked():
+    s, y, pred = _credit(unfair=False)
+    plain = fairness_report(s, y, pred, task="binary", classes=[0, 1])
+    assert "ci" not in plain["features"]["sex"] and "bootstrap" not in plain
+    report = fairness_report(s, y, pred, task="binary", classes=[0, 1], n_bootstrap=100)
+    f = report["features"]["sex"]
+    for gap in ("demographic_parity_difference", "equalized_odds_difference",
+                "demographic_parity_ratio", "equalized_odds_ratio"):
+        assert f["ci"][gap]["ci_low"] <= f[gap] <= f["ci"][gap]["ci_high"], gap
+    assert report["bootstrap"] == {"n": 100, "confidence": 0.95, "seed": 0,
+                                   "method": "percentile"}
+    assert max_gap(report).keys() == {"accuracy_difference", "demographic_parity_difference",
+                                      "equalized_odds_difference"}

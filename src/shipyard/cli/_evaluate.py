@@ -83,8 +83,11 @@ def print_report(report) -> None:
     fit(table, console)
     console.print(table)
     for col, f in ((report.fairness or {}).get("features") or {}).items():
-        gaps = ", ".join(f"{k.replace('_', ' ')} {_fmt(v)}" for k, v in f.items()
-                         if k != "groups")
+        ci = f.get("ci") or {}
+        gaps = ", ".join(f"{k.replace('_', ' ')} {_fmt(v)}" + (
+            f" [{_fmt(ci[k]['ci_low'])}, {_fmt(ci[k]['ci_high'])}]"
+            if (ci.get(k) or {}).get("ci_low") is not None else "")
+            for k, v in f.items() if k not in ("groups", "ci"))
         console.print(f"fairness by {escape(col)}: {gaps}")
     flagged = (report.slices or {}).get("flagged") or []
     for f in flagged:

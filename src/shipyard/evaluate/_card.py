@@ -37,6 +37,13 @@ def _num(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+def _interval(bounds: dict[str, Any] | None) -> str:
+    """`` CI [0.03, 0.13]`` after a fairness gap, or nothing without one."""
+    if not bounds or bounds.get("ci_low") is None or bounds.get("ci_high") is None:
+        return ""
+    return f" CI {_ci(bounds)}"
+
+
 def _ci(m: dict[str, Any]) -> str:
     if m.get("ci_low") is None or m.get("ci_high") is None:
         return "–"
@@ -129,8 +136,9 @@ def model_card(r: dict[str, Any], *, intended_use: str | None = None,
     if not features:
         out.append("_No sensitive features were declared; fairness was not measured._")
     for col, f in features.items():
-        gaps = ", ".join(f"{k.replace('_', ' ')} {_num(v)}" for k, v in f.items()
-                         if k != "groups")
+        ci = f.get("ci") or {}
+        gaps = ", ".join(f"{k.replace('_', ' ')} {_num(v)}" + _interval(ci.get(k))
+                         for k, v in f.items() if k not in ("groups", "ci"))
         out.append(f"- {code(col)} ({len(f['groups'])} groups): {gaps}")
     exp = r.get("explanations")
     if exp and exp.get("importance"):

@@ -6,6 +6,7 @@ Mitigation (post-processing, reductions) lives in
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,7 +26,8 @@ def _finite(value: Any) -> float | None:
 
 
 def fairness_report(sensitive: pd.DataFrame, y: Any, pred: Any, *, task: str,
-                    classes: Sequence | None = None) -> dict[str, Any]:
+                    classes: Sequence | None = None, n_bootstrap: int = 0, seed: int = 0,
+                    confidence: float = 0.95) -> dict[str, Any]:
     """Per-group metrics and gaps for each sensitive column.
 
     Parameters
@@ -38,6 +40,13 @@ def fairness_report(sensitive: pd.DataFrame, y: Any, pred: Any, *, task: str,
         ``binary``, ``multiclass`` or ``regression``.
     classes
         Class labels; the last is the positive class of a binary task.
+    n_bootstrap, seed, confidence
+        With ``n_bootstrap > 0`` (binary tasks), each gap of :data:`GAPS`
+        gets a percentile interval from the same row resamples the metrics'
+        intervals use (:func:`~shipyard.evaluate._scores.bootstrap_counts`
+        with the same seed): ``"ci": {gap: {"ci_low", "ci_high"}}`` beside
+        the gaps. A small group's rates are noisy, so its gap's interval is
+        wide; gates can read either end (``FairnessRule.use``).
 
     Returns
     -------
@@ -102,8 +111,69 @@ def fairness_report(sensitive: pd.DataFrame, y: Any, pred: Any, *, task: str,
             for name, fn in zip(GAPS, (demographic_parity_difference, demographic_parity_ratio,
                                        equalized_odds_difference, equalized_odds_ratio)):
                 entry[name] = _finite(fn(y, pred, sensitive_features=groups))
+            if n_bootstrap > 0:
+                entry["ci"] = gap_intervals(groups, y, pred, n_bootstrap=n_bootstrap,
+                                            seed=seed, confidence=confidence)
         out["features"][col] = entry
+    if task == "binary" and n_bootstrap > 0:
+        out["bootstrap"] = {"n": int(n_bootstrap), "confidence": confidence, "seed": seed,
+                            "method": "percentile"}
     return out
+
+
+def gap_intervals(groups: np.ndarray, y: np.ndarray, pred: np.ndarray, *, n_bootstrap: int,
+                  seed: int = 0, confidence: float = 0.95) -> dict[str, dict[str, float | None]]:
+    """Percentile intervals of the binary gaps (:data:`GAPS`) over row resamples.
+
+    The gaps depend on the rows only through each group's confusion counts,
+    so a resample's gaps come from one product of its count matrix with the
+    rows' one-hot (group, label, decision) cells. Groups a resample leaves
+    without rows (or without positives, for TPR) drop out of that resample's
+    gap, as they would from fairlearn's.
+
+    >>> g = np.array(["a"] * 50 + ["b"] * 50)
+    >>> y = np.tile([0, 1], 50); p = np.r_[np.tile([0, 1], 25), np.zeros(50, int)]
+    >>> ci = gap_intervals(g, y, p, n_bootstrap=200)
+    >>> ci["demographic_parity_difference"]["ci_low"] > 0.3
+    True
+    """
+    from shipyard.evaluate._scores import bootstrap_ci
+
+    names, index = np.unique(groups, return_inverse=True)
+    k = len(names)
+    cells = np.zeros((len(index), 4 * k))  # (group, label, decision) one-hot
+    cells[np.arange(len(index)), 4 * index + 2 * np.asarray(y, int) + np.asarray(pred, int)] = 1
+    last: dict[int, dict[str, np.ndarray]] = {}
+
+    def rates(w: np.ndarray) -> dict[str, np.ndarray]:
+        if id(w) not in last:  # the four gaps share one product per resample chunk
+            c = (w @ cells).reshape(len(w), k, 2, 2)  # [resample, group, label, decision]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                last.clear()
+                last[id(w)] = {
+                    "selection": c[..., 1].sum(axis=2) / c.sum(axis=(2, 3)),
+                    "tpr": c[:, :, 1, 1] / c[:, :, 1, :].sum(axis=2),
+                    "fpr": c[:, :, 0, 1] / c[:, :, 0, :].sum(axis=2)}
+        return last[id(w)]
+
+    def spread(values: np.ndarray, ratio: bool) -> np.ndarray:
+        with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN resamples
+            hi, lo = np.nanmax(values, axis=1), np.nanmin(values, axis=1)
+            return np.where(hi > 0, lo / hi, np.nan) if ratio else hi - lo
+
+    def odds(w: np.ndarray, ratio: bool) -> np.ndarray:
+        r = rates(w)
+        pick = np.minimum if ratio else np.maximum
+        return pick(spread(r["tpr"], ratio), spread(r["fpr"], ratio))
+
+    stats = {"demographic_parity_difference": lambda w: spread(rates(w)["selection"], False),
+             "demographic_parity_ratio": lambda w: spread(rates(w)["selection"], True),
+             "equalized_odds_difference": lambda w: odds(w, False),
+             "equalized_odds_ratio": lambda w: odds(w, True)}
+    bounds = bootstrap_ci(stats, len(index), n_bootstrap=n_bootstrap, seed=seed,
+                          confidence=confidence)
+    return {name: {"ci_low": low, "ci_high": high} for name, (low, high) in bounds.items()}
 
 
 def max_gap(fairness: dict[str, Any] | None) -> dict[str, float]:

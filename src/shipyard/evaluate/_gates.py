@@ -68,12 +68,23 @@ class MetricRule(_Rule):
 
 class FairnessRule(_Rule):
     """Bounds on fairness figures; every sensitive feature must meet them
-    (the worst one counts). ``features`` limits the rule to some features."""
+    (the worst one counts). ``features`` limits the rule to some features.
+
+    ``use`` picks the figure compared, as for metrics: the point ``value``
+    (default), or an end of its bootstrap interval (the evaluation's
+    ``ci`` per gap). A gap measured on a small group is noisy (with 90
+    positives in a group its TPR alone has a standard error near 0.05), so a
+    bound on the point value refuses a fair model by chance as often as the
+    bound is near the truth. ``ci_high`` promotes only what is shown to be
+    within the bound (strict; small groups rarely pass); ``ci_low`` refuses
+    only what is shown to exceed it at the report's confidence.
+    """
 
     max_demographic_parity_difference: float | None = Field(None, ge=0)
     max_equalized_odds_difference: float | None = Field(None, ge=0)
     min_demographic_parity_ratio: float | None = Field(None, ge=0, le=1)
     features: list[str] | None = None
+    use: Literal["value", "ci_low", "ci_high"] = "value"
 
 
 class LatencyRule(_Rule):
@@ -386,21 +397,34 @@ def _fairness_checks(rule: FairnessRule, report: Mapping[str, Any]) -> list[Gate
         threshold = getattr(rule, attr)
         if threshold is None:
             continue
-        name = f"fairness.{attr}"
+        name = f"fairness.{attr}" + ("" if rule.use == "value" else f".{rule.use}")
+        shown = figure if rule.use == "value" else f"{rule.use} of {figure}"
         values = {f: _number(_get(section, f, figure)) for f in features}
-        text = f"{figure} {'<=' if kind == 'max' else '>='} {threshold:g} for every feature"
-        unmeasured = [f for f, v in values.items() if v is None]
-        if not values or unmeasured:
+        intervals = {f: [_number(_get(section, f, "ci", figure, end))
+                         for end in ("ci_low", "ci_high")] for f in features}
+        compared = values if rule.use == "value" else {
+            f: bounds[0 if rule.use == "ci_low" else 1] for f, bounds in intervals.items()}
+        text = f"{shown} {'<=' if kind == 'max' else '>='} {threshold:g} for every feature"
+        details: dict[str, Any] = {"values": values}
+        if any(b != [None, None] for b in intervals.values()):
+            details["intervals"] = intervals
+        unmeasured = [f for f, v in compared.items() if v is None]
+        if not compared or unmeasured:
             why = NOT_MEASURED + (f" for {', '.join(unmeasured)}" if unmeasured else "")
+            if unmeasured and rule.use != "value":
+                why += " (no interval: evaluate with n_bootstrap > 0)"
             checks.append(GateCheck(name, False, None, threshold, why, rule=text,
-                                    details={"values": values}))
+                                    details=details))
             continue
         pick = max if kind == "max" else min
-        worst = pick(values, key=values.__getitem__)
-        check = _bound(name, values[worst], threshold, kind, figure)
+        worst = pick(compared, key=compared.__getitem__)
+        check = _bound(name, compared[worst], threshold, kind, shown)
+        where = f"worst: {worst}" + ("" if rule.use == "value" or values[worst] is None else
+                                     f", value {values[worst]:.4g} in "
+                                     f"[{intervals[worst][0]:.4g}, {intervals[worst][1]:.4g}]")
         checks.append(GateCheck(name, check.passed, check.observed, threshold,
-                                f"{check.reason} (worst: {worst})", rule=text,
-                                details={"worst": worst, "values": values}))
+                                f"{check.reason} ({where})", rule=text,
+                                details={"worst": worst, **details}))
     return checks
 
 

@@ -91,9 +91,10 @@ and the bootstrap interval excludes the overall value.</p>
 <table><tr><th class="l">group</th>{% for k in f.groups[0].keys() if k != 'group' %}<th>{{ k|replace('_', ' ') }}</th>{% endfor %}</tr>
 {% for g in f.groups %}<tr><td class="l">{{ g.group }}</td>{% for k, v in g.items() if k != 'group' %}<td>{{ v|num }}</td>{% endfor %}</tr>{% endfor %}
 </table>
-<table><tr><th class="l">gap</th><th>value</th></tr>
-{% for k, v in f.items() if k != 'groups' %}<tr><td class="l">{{ k|replace('_', ' ') }}</td>
-<td class="{{ 'bad' if k.endswith('difference') and v is not none and v > 0.1 }}">{{ v|num }}</td></tr>{% endfor %}</table>
+<table><tr><th class="l">gap</th><th>value</th>{% if f.ci %}<th>interval</th>{% endif %}</tr>
+{% for k, v in f.items() if k not in ('groups', 'ci') %}<tr><td class="l">{{ k|replace('_', ' ') }}</td>
+<td class="{{ 'bad' if k.endswith('difference') and v is not none and v > 0.1 }}">{{ v|num }}</td>
+{% if f.ci %}<td>{% if f.ci[k] and f.ci[k].ci_low is not none %}[{{ f.ci[k].ci_low|num }}, {{ f.ci[k].ci_high|num }}]{% else %}–{% endif %}</td>{% endif %}</tr>{% endfor %}</table>
 {% if plots.fairness[col] %}<img alt="per-group metrics" src="data:image/png;base64,{{ plots.fairness[col] }}">{% endif %}
 {% endfor %}</section>{% endif %}
 

@@ -377,7 +377,8 @@ def _fairness_section(c: _Context) -> Any:
         return None
     from shipyard.evaluate._fairness import fairness_report
 
-    return fairness_report(c.frame[c.sensitive], c.y, c.pred, task=c.task, classes=c.classes)
+    return fairness_report(c.frame[c.sensitive], c.y, c.pred, task=c.task, classes=c.classes,
+                           n_bootstrap=c.n_bootstrap, seed=c.seed)
 
 
 def _explanations_section(c: _Context) -> Any:
