@@ -26,6 +26,9 @@ from shipyard.errors import ShipyardError
 
 #: A dataset, model or candidate name.
 NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,199}")
+#: Registered model names of RAG prompt templates start with this
+#: (``ws.rag.prompts``; ``shipyard models list`` leaves them out by default).
+PROMPT_PREFIX = "prompt."
 #: An alias on a model version (``champion``).
 ALIAS_PATTERN = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 #: A version number fits the 32-bit integer column of PostgreSQL.

@@ -208,3 +208,23 @@ def test_loading_a_prompt_as_a_model_says_what_it_is(ws):
     with pytest.raises(RegistryError, match="prompt template, not a model") as caught:
         ws.models.get("prompt.qa@1").load()
     assert "ws.rag.prompts.get('qa@1')" in caught.value.hint
+
+
+def test_models_list_leaves_prompts_out_unless_asked(ws):
+    import json
+
+    from typer.testing import CliRunner
+
+    from shipyard.cli import app
+
+    ws.rag.prompts.register("qa", template=TEMPLATE)
+    runner = CliRunner()
+    home = str(ws.settings.home)
+    plain = runner.invoke(app, ["--home", home, "models", "list"])
+    assert plain.exit_code == 0, plain.output
+    text = " ".join(plain.stdout.split())  # the console wraps at 80 columns
+    assert "prompt.qa" not in text and "1 prompt template(s) hidden (--all)" in text
+    listed = runner.invoke(app, ["--home", home, "models", "list", "--all", "--json"])
+    assert [m["name"] for m in json.loads(listed.stdout)] == ["prompt.qa"]
+    hidden = runner.invoke(app, ["--home", home, "models", "list", "--json"])
+    assert json.loads(hidden.stdout) == []

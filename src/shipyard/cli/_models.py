@@ -58,18 +58,28 @@ MODEL_DEFAULT = ("name", "latest", "aliases", "updated", "description")
 def list_models(
     columns: Annotated[Optional[str], columns_option(MODEL_COLUMNS, MODEL_DEFAULT)] = None,
     as_json: Annotated[bool, json_option("Print the models as a JSON list.")] = False,
+    every: Annotated[bool, typer.Option(
+        "--all", help="Include RAG prompt templates (registered as models named "
+                      "`prompt.<name>`, see `ws.rag.prompts`).")] = False,
 ) -> None:
     """List registered models with their newest version and aliases."""
+    from shipyard.names import PROMPT_PREFIX as PREFIX
+
     models = open_workspace().models.list()
+    prompts = [] if every else [m for m in models if m.name.startswith(PREFIX)]
+    models = [m for m in models if every or not m.name.startswith(PREFIX)]
     if as_json:
         print_json([record(m) for m in models])
         return
     cols, explicit = choose(columns, MODEL_COLUMNS, MODEL_DEFAULT)
     if not models:
-        console.print("no models registered yet (register one with `shipyard models register`)")
+        console.print("no models registered yet (register one with `shipyard models register`)"
+                      + (f"; {len(prompts)} prompt template(s) hidden (--all)" if prompts else ""))
         return
     print_table(console, models, cols, title=f"{len(models)} model{'s' if len(models) != 1 else ''}",
                 optional=("updated", "description"), explicit=explicit)
+    if prompts:
+        console.print(f"{len(prompts)} RAG prompt template(s) not shown: --all lists them")
 
 
 VERSION_COLUMNS = {col.name: col for col in (

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from shipyard.errors import GenAIError, NotFoundError, PromptNotFoundError
-from shipyard.names import check_name, shown
+from shipyard.names import PROMPT_PREFIX, check_name, shown
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -39,8 +39,7 @@ if TYPE_CHECKING:
     from shipyard.genai._records import Hit
     from shipyard.registry import AliasEvent, ModelVersion
 
-#: Registered model names of prompts start with this.
-PREFIX = "prompt."
+PREFIX = PROMPT_PREFIX
 PROMPT_FORMAT = 1
 PLACEHOLDERS = ("question", "context")
 MAX_SYSTEM_CHARS = 8_000
