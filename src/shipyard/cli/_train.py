@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
@@ -10,7 +9,7 @@ import typer
 
 from shipyard.cli._common import (console, json_option, open_workspace, print_json, record,
                                   stdout_reserved)
-from shipyard.cli._tables import Col, fit, print_table
+from shipyard.cli._tables import fit
 
 if TYPE_CHECKING:
     from shipyard.train import ReproReport, TrainResult
@@ -53,7 +52,9 @@ def train_command(
     if as_json:
         print_json(train_json(result))
         return
-    print_train_result(result)
+    from shipyard.train import print_result
+
+    print_result(result, console)
 
 
 def train_json(result: TrainResult) -> dict[str, Any]:
@@ -68,57 +69,6 @@ def train_json(result: TrainResult) -> dict[str, Any]:
         "test_metrics": result.test_metrics, "cost": result.cost,
         "candidates": [record(c) for c in result.candidates],
     }
-
-
-def _fmt4(value: float | None) -> str:
-    return "-" if value is None or math.isnan(value) else f"{value:.4f}"
-
-
-def _short(value: object) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def print_train_result(result: TrainResult) -> None:
-    """The leaderboard and the final model."""
-    from rich.markup import escape
-    from rich.table import Table
-
-    def trials(c) -> str:
-        extra = [f"{n} {what}" for n, what in ((c.n_pruned, "pruned"), (c.n_failed, "failed"))
-                 if n]
-        return str(c.n_complete) + (f" ({', '.join(extra)})" if extra else "")
-
-    cols = [
-        Col("candidate", lambda c: escape(c.name)),
-        Col(f"best {result.metric}", lambda c: _fmt4(c.best_value), justify="right",
-            whole=True),
-        Col("± std", lambda c: _fmt4(c.best_std), justify="right", whole=True),
-        Col("trials", trials, justify="right"),
-        Col("fit s", lambda c: f"{c.fit_seconds:.1f}", justify="right", whole=True),
-        Col("best params", lambda c: escape(", ".join(
-            f"{k}={_short(v)}" for k, v in c.best_params.items()))),
-    ]
-    order = {name: i for i, name in enumerate(result.leaderboard["candidate"])}
-    ranked = sorted(result.candidates, key=lambda c: order.get(c.name, len(order)))
-    better = "higher" if result.direction == "maximize" else "lower"
-    print_table(console, ranked, cols,
-                title=f"{escape(result.experiment)}: {result.metric} ({better} is better)",
-                optional=("fit s", "± std"))
-    final = Table(show_header=False, box=None)
-    final.add_column("what", style="bold", no_wrap=True)
-    final.add_column("value")
-    final.add_row("best", f"{escape(result.best_candidate)} ({result.metric} "
-                          f"{result.best_score:.4f})")
-    for name, value in result.test_metrics.items():
-        final.add_row(f"test {name}", _fmt4(value))
-    final.add_row("model", result.model_digest)
-    final.add_row("study run", result.study_run_id)
-    final.add_row("dataset", result.dataset_ref)
-    final.add_row("cost", f"{result.cost['cost.cpu_seconds']:.1f} CPU-s, "
-                          f"{result.cost['cost.energy_kwh'] * 1000:.3f} Wh, "
-                          f"{result.cost['cost.co2e_g']:.3f} gCO2e")
-    fit(final, console)
-    console.print(final)
 
 
 def reproduce_command(
