@@ -414,10 +414,12 @@ def _loop(ws: Workspace, run: Any, log: _Steps, spec: Project, policy: GatePolic
 
     gates, report = _judge(ws, spec, policy, candidate, champion, holdout.ref)
     run.log_dict("evaluation.json", report)
+    fairness = _fairness_beside(report)
     log.add("retrain.judge", f"{candidate.ref} vs {champion.ref} on {holdout.ref}: "
-            f"{gates.summary()}",
+            f"{gates.summary()}" + "".join(f"; {line}" for line in fairness),
             {"candidate": candidate.ref, "champion": champion.ref, "holdout": holdout.ref,
-             "passed": gates.passed, "gates": gates.to_dict()["checks"]})
+             "passed": gates.passed, "gates": gates.to_dict()["checks"],
+             "fairness": fairness})
     common.update(candidate=candidate.ref, gates=gates)
     if not gates.passed:
         reason = f"{candidate.ref} refused, {champion.ref} stays champion: {gates.summary()}"
@@ -795,6 +797,13 @@ def _judge(ws: Workspace, spec: Project, policy: GatePolicy, candidate: ModelVer
     chal = _predict(candidate, frame)
     champ = _predict(champion, frame, classes=chal.get("classes"))
     task = report.get("task") or spec.task
+    if sensitive:  # context for the fairness verdict: the champion's gaps on the same rows
+        from shipyard.evaluate._fairness import fairness_report
+
+        boot = (report.get("fairness") or {}).get("bootstrap") or {}
+        report["champion_fairness"] = fairness_report(
+            frame[sensitive], y, champ["label"], task=task, classes=report.get("classes"),
+            n_bootstrap=int(boot.get("n", 0)), seed=int(boot.get("seed", 0)))
     base_ref = (candidate.tags or {}).get("mitigation.base") if policy.base else None
     base_value = None
     if base_ref is not None:
@@ -809,6 +818,28 @@ def _judge(ws: Workspace, spec: Project, policy: GatePolicy, candidate: ModelVer
     return check_gates(policy, report, challenger_predictions=chal,
                        champion_predictions=champ, y_true=y, task=task,
                        base_value=base_value, base_ref=base_ref), report
+
+
+def _fairness_beside(report: Mapping[str, Any]) -> list[str]:
+    """``equalized_odds_difference by sex: candidate 0.054 [0.007, 0.162],
+    champion 0.118 [0.050, 0.218]`` for each difference gap of each sensitive
+    feature: the candidate's verdict beside the champion's figure on the
+    same rows (a champion that is itself outside a bound on them is worth
+    knowing when a candidate is refused)."""
+    def shown(entry: Mapping[str, Any], gap: str) -> str:
+        value, ci = entry.get(gap), (entry.get("ci") or {}).get(gap) or {}
+        if value is None:
+            return "n/a"
+        low, high = ci.get("ci_low"), ci.get("ci_high")
+        return f"{value:.3f}" + (f" [{low:.3f}, {high:.3f}]" if low is not None else "")
+
+    mine = ((report.get("fairness") or {}).get("features")) or {}
+    theirs = ((report.get("champion_fairness") or {}).get("features")) or {}
+    return [f"{gap} by {feature}: candidate {shown(entry, gap)}, champion "
+            f"{shown(theirs.get(feature) or {}, gap)}"
+            for feature, entry in mine.items()
+            for gap in ("demographic_parity_difference", "equalized_odds_difference")
+            if gap in entry]
 
 
 def _predict(version: ModelVersion, frame: pd.DataFrame, *, classes: Any = None

@@ -458,3 +458,37 @@ def test_a_mitigated_champions_candidate_fits_its_thresholds_on_unseen_rows(cham
     candidate = ws.models.get(result.candidate)
     assert candidate.tags["mitigation.dataset"] == version.ref
     assert candidate.tags["mitigation.base"] != candidate.ref
+
+
+def test_a_candidate_shown_unfair_is_refused_and_the_champions_gaps_are_shown(champion,
+                                                                              monkeypatch):
+    """A fairness bound read on its interval's optimistic end (``use: ci_low``)
+    still refuses a candidate whose gap is clearly above it, even when it
+    beats the champion on accuracy; the judge's audit entry puts the
+    champion's gaps on the same rows beside the candidate's."""
+    ws = champion
+    frame = people(1_500, seed=12)
+    women = (frame["sex"] == "F").to_numpy()
+    rng = np.random.default_rng(12)
+    # New traffic where the outcome follows sex, and hours give sex away: a
+    # model that never sees `sex` learns it through `hours`.
+    frame.loc[women, "hours"] = (frame.loc[women, "hours"] * 0.3).round(1)
+    frame["y"] = (rng.random(len(frame)) < np.where(women, 0.05, 0.9)).astype(np.int64)
+    log_traffic(ws, monkeypatch, frame)
+    fair = ("  fairness: {max_demographic_parity_difference: 0.1, use: ci_low}\n"
+            "features: {sensitive: [sex]}\n")
+
+    result = ws.retrain(MODEL, project=project(GATES + fair), min_labels=100)
+
+    assert result.outcome == "refused" and ws.models.get(f"{MODEL}@champion").version == 1
+    checks = {c.name: c for c in result.gates.checks}
+    assert checks["champion.mcnemar"].passed  # more accurate, and refused all the same
+    check = checks["fairness.max_demographic_parity_difference.ci_low"]
+    low, high = check.details["intervals"]["sex"]
+    assert not check.passed and check.observed == low > 0.1
+    assert low <= check.details["values"]["sex"] <= high
+    [judge] = ws.audit.entries("retrain", MODEL, action="retrain.judge")
+    [line] = [f for f in judge.details["fairness"] if f.startswith("demographic_parity")]
+    assert line.startswith("demographic_parity_difference by sex: candidate ")
+    assert ", champion " in line and line.count("[") == 2, line
+    assert line in judge.reason
