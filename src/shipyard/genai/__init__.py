@@ -23,8 +23,9 @@ The pieces are public for servers and other stages to compose:
   :func:`mmr_select`, :class:`Reranker` (ABC),
   :class:`LexicalReranker`, :class:`EmbeddingReranker`, :func:`parse_where`;
 * answers: :class:`Generator` (ABC), :class:`ExtractiveGenerator`,
-  :class:`OpenAIChatGenerator`, :func:`build_messages`, :class:`Answer`,
-  :class:`Citation`;
+  :class:`ChatGenerator` (ABC) with :class:`OpenAIChatGenerator` and
+  :class:`LocalChatGenerator` (SmolLM2 in-process), :func:`generator_from_spec`,
+  :func:`build_messages`, :class:`Answer`, :class:`Citation`;
 * evaluation: :class:`Question`, :func:`evaluate_retrieval`,
   :func:`score_answer`, :func:`known_item_questions`, :func:`tune_fusion`,
   :class:`EvaluationReport`; the LLM :class:`Judge` (dry-run estimate,
@@ -62,9 +63,10 @@ from shipyard.genai._evaluation import (AnswerScores, EvaluationReport, Question
                                         retrieval_scores, score_answer, split_questions,
                                         support, tune_fusion)
 from shipyard.genai._filters import parse_where
-from shipyard.genai._generation import (SYSTEM_PROMPT, ExtractiveGenerator, Generator,
-                                        OpenAIChatGenerator, answer_sentences, build_messages,
-                                        split_sentences)
+from shipyard.genai._generation import (SYSTEM_PROMPT, ChatGenerator, ExtractiveGenerator,
+                                        Generator, OpenAIChatGenerator, answer_sentences,
+                                        build_messages, mark_support, split_sentences)
+from shipyard.genai._local_llm import LocalChatGenerator, generator_from_spec, smollm2_path
 from shipyard.genai._guardrails import (DEFAULT_RECOGNIZERS, MAX_QUESTION_CHARS,
                                         CardRecognizer, EmailRecognizer, GazetteerRecognizer,
                                         GuardReport, Guardrails, IbanRecognizer,
@@ -87,7 +89,9 @@ __all__ = [
     "FUSIONS", "convex_fusion", "fuse",
     "CRITERIA", "DEFAULT_RECOGNIZERS", "KINDS", "MAX_DOCUMENT_BYTES", "MAX_QUESTION_CHARS",
     "METADATA_FIELDS", "MODES", "SYSTEM_PROMPT", "USER_TEMPLATE", "VECTOR_STORES", "Answer",
-    "AnswerScores", "BM25Index", "CardRecognizer", "Chunk", "Citation", "CollectionVersion",
+    "AnswerScores", "BM25Index", "CardRecognizer", "ChatGenerator", "Chunk", "Citation",
+    "CollectionVersion", "LocalChatGenerator", "generator_from_spec", "mark_support",
+    "smollm2_path",
     "Document", "DocumentRecord", "EmailRecognizer", "Embedder", "EmbeddingCache",
     "EmbeddingReranker", "EvaluationReport", "ExtractiveGenerator", "GazetteerRecognizer",
     "Generator", "GuardReport", "Guardrails", "Hit", "IbanRecognizer", "InjectionScreen", "Judge",

@@ -217,7 +217,89 @@ def build_messages(question: str, hits: Sequence[Hit], *, system_prompt: str = S
                                                         context=format_passages(hits))}]
 
 
-class OpenAIChatGenerator(Generator):
+class ChatGenerator(Generator):
+    """A chat model writing from the fenced passages, citing them as ``[n]``.
+
+    Subclasses implement :meth:`complete` (messages in, text and token
+    counts out); this class builds the messages (default prompts or a
+    registered :class:`~shipyard.genai.PromptTemplate`), refuses when nothing
+    was retrieved or the model wrote nothing, and turns the ``[n]`` markers
+    into citations. A model that cites nothing (small local models rarely
+    do) gets markers where an answer sentence is supported by a passage:
+    at least half of the sentence's terms (stemmed, no stopwords) in it.
+    """
+
+    system_prompt: str = SYSTEM_PROMPT
+    prompt: PromptTemplate | None = None
+
+    def with_prompt(self, prompt: PromptTemplate) -> ChatGenerator:
+        if not isinstance(prompt, PromptTemplate):
+            raise GenAIError(f"prompt must be a PromptTemplate, got {type(prompt).__name__}")
+        twin = copy.copy(self)  # shares the client or the loaded model
+        twin.prompt = prompt
+        return twin
+
+    def messages(self, question: str, hits: Sequence[Hit]) -> list[dict[str, str]]:
+        """The chat messages for ``question`` over ``hits``."""
+        if self.prompt is not None:
+            return self.prompt.render(question, hits)
+        return build_messages(question, hits, system_prompt=self.system_prompt)
+
+    @abstractmethod
+    def complete(self, messages: list[dict[str, str]], hits: Sequence[Hit]
+                 ) -> tuple[str, dict[str, int] | None]:
+        """The model's reply to ``messages`` and its ``{"prompt_tokens",
+        "completion_tokens"}`` (None when unknown). Raises
+        :class:`~shipyard.errors.GenerationError` when the model fails."""
+
+    def generate(self, question: str, hits: Sequence[Hit]) -> Answer:
+        if not hits:
+            return self._refuse(question, hits, "nothing was retrieved for this question")
+        text, usage = self.complete(self.messages(question, hits), hits)
+        text = (text or "").strip()
+        prompt = self.prompt.ref if self.prompt is not None else None
+        if not text:
+            return replace(self._refuse(question, hits, "the model returned an empty answer"),
+                           prompt=prompt)
+        if not _MARKER.search(text):
+            text = mark_support(text, hits)
+        return Answer(question=question, text=text, citations=tuple(self._cite(text, hits)),
+                      hits=tuple(hits), generator=self.name, prompt=prompt, usage=usage)
+
+    @staticmethod
+    def _cite(text: str, hits: Sequence[Hit]) -> list[Citation]:
+        used = sorted({int(m) for m in _MARKER.findall(text)})
+        return [_citation(n, hits[n - 1].chunk, 0, len(hits[n - 1].chunk.text))
+                for n in used if 1 <= n <= len(hits)]
+
+
+def mark_support(text: str, hits: Sequence[Hit], *, min_share: float = 0.5) -> str:
+    """``text`` with ``[n]`` after each sentence that passage ``n`` supports
+    (the passage holding the largest share of the sentence's terms, if that
+    share reaches ``min_share``); unsupported sentences stay unmarked.
+
+    >>> from shipyard.genai import Chunk, Hit
+    >>> c = Chunk(id="d:0", doc_id="d", text="Profits rose 76% to $1.13bn.", start=0, end=28,
+    ...           source="d", title="Results")
+    >>> mark_support("Profits rose to $1.13bn. I like cake.", [Hit(c, 1.0)])
+    'Profits rose to $1.13bn. [1] I like cake.'
+    """
+    spans = split_sentences(text)
+    if not spans or not hits:
+        return text
+    sentences = analyse([text[a:b] for a, b in spans])
+    passages = [set(terms) for terms in analyse([h.chunk.text for h in hits])]
+    out, last = [], 0
+    for (a, b), terms in zip(spans, sentences):
+        terms = set(terms)
+        shares = [len(terms & p) / len(terms) if terms else 0.0 for p in passages]
+        best = int(np.argmax(shares))
+        out.append(text[last:b] + (f" [{best + 1}]" if shares[best] >= min_share else ""))
+        last = b
+    return "".join(out) + text[last:]
+
+
+class OpenAIChatGenerator(ChatGenerator):
     """Answers written by any OpenAI-compatible chat endpoint (official
     ``openai`` client), citing passages as ``[n]``.
 
@@ -266,13 +348,6 @@ class OpenAIChatGenerator(Generator):
                 f"temperature={self.temperature}, max_tokens={self.max_tokens}"
                 + (f", prompt={self.prompt.ref!r})" if self.prompt is not None else ")"))
 
-    def with_prompt(self, prompt: PromptTemplate) -> OpenAIChatGenerator:
-        if not isinstance(prompt, PromptTemplate):
-            raise GenAIError(f"prompt must be a PromptTemplate, got {type(prompt).__name__}")
-        twin = copy.copy(self)  # shares the HTTP client
-        twin.prompt = prompt
-        return twin
-
     @property
     def name(self) -> str:  # type: ignore[override]
         return f"openai:{self.model}"
@@ -280,15 +355,10 @@ class OpenAIChatGenerator(Generator):
     def _client_(self):
         return openai_client(self)
 
-    def generate(self, question: str, hits: Sequence[Hit]) -> Answer:
+    def complete(self, messages: list[dict[str, str]], hits: Sequence[Hit]
+                 ) -> tuple[str, dict[str, int] | None]:
         import openai
 
-        if not hits:
-            return self._refuse(question, hits, "nothing was retrieved for this question")
-        if self.prompt is not None:
-            messages = self.prompt.render(question, hits)
-        else:
-            messages = build_messages(question, hits, system_prompt=self.system_prompt)
         try:
             response = self._client_().chat.completions.create(
                 model=self.model, messages=messages, temperature=self.temperature,
@@ -299,23 +369,11 @@ class OpenAIChatGenerator(Generator):
                                   hint="check base_url, the model name and the API key") from exc
         if not response.choices or response.choices[0].message.content is None:
             raise GenerationError(f"the chat endpoint returned no answer for {self.model!r}")
-        text = response.choices[0].message.content.strip()
-        prompt = self.prompt.ref if self.prompt is not None else None
-        if not text:
-            return replace(self._refuse(question, hits, "the model returned an empty answer"),
-                           prompt=prompt)
         usage = getattr(response, "usage", None)
         usage = {"prompt_tokens": usage.prompt_tokens,
                  "completion_tokens": usage.completion_tokens} \
             if usage is not None and isinstance(usage.prompt_tokens, int) else None
-        return Answer(question=question, text=text, citations=tuple(self._cite(text, hits)),
-                      hits=tuple(hits), generator=self.name, prompt=prompt, usage=usage)
-
-    @staticmethod
-    def _cite(text: str, hits: Sequence[Hit]) -> list[Citation]:
-        used = sorted({int(m) for m in _MARKER.findall(text)})
-        return [_citation(n, hits[n - 1].chunk, 0, len(hits[n - 1].chunk.text))
-                for n in used if 1 <= n <= len(hits)]
+        return response.choices[0].message.content, usage
 
 
 def answer_sentences(answer: Answer) -> list[tuple[str, list[Citation]]]:

@@ -223,7 +223,7 @@ def create_app(ws: Workspace, models: list[str], *, auth: bool = True,
                prediction_log: bool = True, log_flush_interval: float = 1.0,
                onnx: bool = True, batching: bool = True, max_batch_rows: int = 512,
                max_wait_ms: float = 2.0, mounts: dict[str, Any] | None = None,
-               rag: list[str] | None = None) -> FastAPI:
+               rag: list[str] | None = None, generator: str | None = None) -> FastAPI:
     """The prediction server for ``models`` (registry refs, e.g. ``fraud@champion``).
 
     Parameters
@@ -269,6 +269,10 @@ def create_app(ws: Workspace, models: list[str], *, auth: bool = True,
         OpenAI endpoints (``/v1/models``, ``/v1/embeddings``,
         ``/v1/chat/completions``) are always mounted; a server may serve
         collections and no models.
+    generator
+        Who writes the chat endpoint's answers (``extractive``, the default;
+        ``local``: the bundled SmolLM2 in-process; ``openai:MODEL``), see
+        :func:`shipyard.genai.generator_from_spec`.
 
     Returns
     -------
@@ -342,7 +346,7 @@ def create_app(ws: Workspace, models: list[str], *, auth: bool = True,
     app.state.serving = state
     for router in (ops, openai_router, simple_router, v2_router, mlflow_router):
         app.include_router(router)
-    install_openai(app, ws, rag or [])
+    install_openai(app, ws, rag or [], generator)
     app.add_exception_handler(ServeError, _serve_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -31,10 +31,12 @@ Decisions (documented in the README):
   extension), which embeds its first 254 tokens;
 * chat answers the *last user message*; earlier turns and system messages
   are validated but not used (the default generator is extractive: it only
-  quotes the collection);
-* ``prompt_tokens`` are the tokens of the question and of the retrieved
-  chunks the answer was drawn from; ``completion_tokens`` those of the
-  answer; both counted with the embedding model's tokenizer.
+  quotes the collection; ``shipyard serve --generator local`` or
+  ``openai:MODEL`` has a chat model write from the retrieved passages);
+* ``prompt_tokens`` and ``completion_tokens`` are the chat model's own
+  counts where one wrote the answer; for extractive answers, the tokens of
+  the question and of the retrieved chunks the answer was drawn from, and
+  those of the answer, counted with the embedding model's tokenizer.
 """
 
 from __future__ import annotations
@@ -239,6 +241,9 @@ class OpenAICompat:
     refs
         Collections to answer from, as given: ``docs`` (the latest version,
         followed as it moves) or ``docs@2``.
+    generator
+        Who writes chat answers (:func:`shipyard.genai.generator_from_spec`:
+        ``extractive``, the default; ``local``; ``openai:MODEL``).
 
     Raises
     ------
@@ -250,11 +255,13 @@ class OpenAICompat:
 
     ws: Workspace
     refs: list[str] = field(default_factory=list)
+    generator: str | None = None
     started: int = field(default_factory=lambda: int(time.time()))
 
     def __post_init__(self) -> None:
-        from shipyard.genai import parse_collection_ref
+        from shipyard.genai import generator_from_spec, parse_collection_ref
 
+        self._writer = generator_from_spec(self.generator)  # a bad spec fails here
         self._lock = threading.Lock()
         self._embedder: Any = None
         self._tokenizer: Any = None
@@ -459,7 +466,7 @@ class OpenAICompat:
                        f"collection's embedding model reads at most {MAX_INPUT_TOKENS}: ask "
                        f"a shorter question", "messages", "context_length_exceeded")
         try:
-            answer = self.ws.rag.answer(ref, question)
+            answer = self.ws.rag.answer(ref, question, generator=self._writer)
         except CollectionNotFoundError as exc:
             raise _not_found(ref, self.describe()) from exc
         except (VectorStoreError, EmbeddingError, GenerationError, ConfigError) as exc:
@@ -472,14 +479,17 @@ class OpenAICompat:
             at = content.find(sequence)
             if at >= 0:
                 content = content[:at]
-        completion = self.count_tokens([content])[0]
+        written = answer.usage or {}  # a chat model's own counts, where it has them
+        completion = written.get("completion_tokens") if content == answer.text else None
+        completion = completion if completion is not None else self.count_tokens([content])[0]
         if max_tokens is not None and completion > max_tokens:
             enc = self.tokenizer().encode(content, add_special_tokens=False)
             content = content[:enc.offsets[max_tokens - 1][1]]
             completion, finish = max_tokens, "length"
         markers = {int(m) for m in _MARKER.findall(content)}
         citations = [c.to_dict() for c in answer.citations if c.marker in markers]
-        prompt = sum(self.count_tokens([question, *(h.chunk.text for h in answer.hits)]))
+        prompt = written.get("prompt_tokens") or sum(
+            self.count_tokens([question, *(h.chunk.text for h in answer.hits)]))
         resolved = self._version_of(ref)
         trace_id = getattr(answer, "trace_id", None)
         return ChatResult(content=content, finish_reason=finish, prompt_tokens=prompt,
@@ -728,10 +738,11 @@ async def _events(completion_id: str, created: int, result: ChatResult,
     yield b"data: [DONE]\n\n"
 
 
-def install(app: Any, ws: Workspace, rag: Sequence[str]) -> OpenAICompat:
+def install(app: Any, ws: Workspace, rag: Sequence[str], generator: str | None = None
+            ) -> OpenAICompat:
     """Put the state of the OpenAI endpoints on ``app`` (``app.state.openai``);
     include :data:`router` before the JSON API's router."""
-    state = OpenAICompat(ws, list(rag))
+    state = OpenAICompat(ws, list(rag), generator)
     app.state.openai = state
     return state
 
