@@ -44,6 +44,17 @@ def test_batches_and_iterables_give_the_same_index(texts):
         assert whole.search(query, k=5) == streamed.search(query, k=5)
 
 
+def test_build_writes_the_same_index_a_range_of_terms_at_a_time(texts, tmp_path):
+    whole = BM25Index().fit(texts, batch_size=50)  # (term ids follow the batches)
+    built = BM25Index().build(texts, tmp_path / "bm25", batch_size=50, part_bytes=4096)
+    assert isinstance(built.retriever_.scores["data"], np.memmap)  # saved, then mapped
+    for name in ("data", "indices", "indptr"):
+        assert np.array_equal(built.retriever_.scores[name], whole.retriever_.scores[name])
+    for query in QUERIES:
+        assert built.search(query, k=10) == whole.search(query, k=10)
+    assert [p.name for p in tmp_path.iterdir()] == ["bm25"]  # no part folder left
+
+
 def test_memory_mapped_reload_answers_the_same(texts, tmp_path):
     index = BM25Index(k1=1.2, b=0.6).fit(texts)
     index.save(tmp_path / "bm25")

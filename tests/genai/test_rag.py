@@ -49,12 +49,14 @@ def test_hostile_html_is_indexed_as_text_only(rag, corpus):
     assert any("hidden" in note for note in faq.notes)
 
 
-def test_reingestion_skips_unchanged_replaces_changed_and_deletes_removed(ws, rag, corpus):
-    first = rag.ingest("docs", corpus, chunk_tokens=48, overlap=8)
+@pytest.mark.parametrize("batch_size", [16_384, 2])
+def test_reingestion_skips_unchanged_replaces_changed_and_deletes_removed(ws, rag, corpus,
+                                                                          batch_size):
+    first = rag.ingest("docs", corpus, chunk_tokens=48, overlap=8, batch_size=batch_size)
     (corpus / "guide.md").write_text("# Guide\n\nKeys are rotated by the zebra protocol.\n")
     (corpus / "notes.txt").unlink()
     (corpus / "new.md").write_text("# Pricing\n\nShipyard is free and open source.\n")
-    second = rag.ingest("docs", corpus, chunk_tokens=48, overlap=8)
+    second = rag.ingest("docs", corpus, chunk_tokens=48, overlap=8, batch_size=batch_size)
     assert second.ref == "docs@2" and second.parent == "docs@1"
     name = {d.doc_id: d.source.rsplit("/", 1)[-1] for d in (*first.documents,
                                                              *second.documents)}
@@ -185,6 +187,83 @@ def test_a_failed_ingestion_leaves_no_half_written_index(ws, rag, embedder, corp
         broken.ingest("docs", corpus, chunk_tokens=48, overlap=8)
     assert store.tables() == tables and rag.get("docs").ref == "docs@1"
     assert rag.query("docs", "sailing boats", k=1, mode="bm25") == []
+
+
+def many_documents(n: int) -> list[Document]:
+    """``n`` documents of a few 16-token chunks each, document ``i`` with its
+    own word ``kw{i}zz``."""
+    return [Document.from_text(f"Report kw{i}zz number {i}. " + "Ships sail from the busy "
+                               "harbour at dawn and come back with fish. " * 3,
+                               source=f"report-{i}") for i in range(n)]
+
+
+class FailingAfter(Embedder):
+    """The session's model, failing from its ``calls``-th batch on."""
+
+    def __init__(self, inner, calls):
+        self.inner, self.fail_at, self.calls = inner, calls, 0
+
+    @property
+    def name(self):
+        return self.inner.name
+
+    def embed_batch(self, texts):
+        self.calls += 1
+        if self.calls >= self.fail_at:
+            raise GenAIError("the embedding service fell over")
+        return self.inner.embed_batch(texts)
+
+
+def test_ingestion_streams_documents_through_small_batches(rag):
+    events = []
+    version = rag.ingest("many", many_documents(12), chunk_tokens=16, overlap=0, batch_size=8,
+                         progress=lambda stage, done, total: events.append((stage, done, total)))
+    assert version.num_chunks > 3 * 8  # several batches
+    assert rag.open_store(version.store).count(version.table) == version.num_chunks
+    assert rag.retriever("many").bm25_index.n_docs_ == version.num_chunks
+    writes = [i for i, e in enumerate(events) if e[0] == "write"]
+    reads = [i for i, e in enumerate(events) if e[0] == "read" and e[1] < e[2]]
+    assert len(writes) >= 3 and writes[0] < reads[-1]  # written while documents were read
+    assert events[writes[-1]][1:] == (version.num_chunks, version.num_chunks)
+    chunks = rag.chunks("many")
+    assert sorted({c.doc_id for c in chunks}) == sorted(f"report-{i}" for i in range(12))
+    for i in (0, 5, 11):  # every batch is in both indexes
+        assert rag.query("many", f"kw{i}zz", k=1, mode="bm25")[0].chunk.doc_id == f"report-{i}"
+        opening = next(c for c in chunks if c.doc_id == f"report-{i}" and c.position == 0)
+        assert rag.query("many", opening.indexed_text, k=1, mode="dense")[0].chunk == opening
+
+
+def test_a_missing_bm25_cache_is_built_again(ws, rag, embedder, corpus):
+    import shutil
+
+    version = rag.ingest("docs", corpus, chunk_tokens=48, overlap=8)
+    shutil.rmtree(rag.home / "bm25")
+    fresh = Rag(ws, embedder=embedder)
+    hit = fresh.query("docs", "shipyard keys rotate", k=1, mode="bm25")[0]
+    assert hit.chunk.source.endswith("guide.md")
+    assert (rag.home / "bm25" / version.chunks_digest / "n_docs").read_text() == str(
+        version.num_chunks)
+    fresh.close()
+
+
+def test_a_failure_after_some_batches_leaves_the_previous_version_intact(ws, rag, embedder):
+    first = rag.ingest("many", many_documents(3), chunk_tokens=16, overlap=0, batch_size=8)
+    before = [h.chunk.id for h in rag.query("many", "kw1zz harbour", k=5)]
+    store = rag.open_store(first.store)
+    tables = store.tables()
+    writes = []
+    broken = Rag(ws, embedder=FailingAfter(embedder, calls=3))
+    with pytest.raises(GenAIError, match="fell over"):
+        broken.ingest("many", many_documents(14), chunk_tokens=16, overlap=0, batch_size=8,
+                      progress=lambda stage, done, total: stage == "write" and writes.append(done))
+    assert len(writes) >= 2  # batches were written to the new table before the failure
+    assert store.tables() == tables  # ... which is gone
+    assert [v.ref for v in rag.versions("many")] == ["many@1"]
+    assert [h.chunk.id for h in rag.query("many", "kw1zz harbour", k=5)] == before
+    assert rag.query("many", "kw12zz", k=1, mode="bm25") == []
+    assert list((rag.home / "tmp").iterdir()) == []  # no spill files left
+    statuses = {r.status for r in ws.runs.search("tags.`rag.kind` = 'ingest'", experiment="rag")}
+    assert statuses == {"FINISHED", "FAILED"}
 
 
 def test_an_embeddings_endpoint_that_changes_dimension_is_refused(ws, fake_openai, corpus):

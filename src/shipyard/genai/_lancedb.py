@@ -136,7 +136,8 @@ class LanceDBStore(VectorStore):
         src = self._table(self._require(source))
         if self.exists(target):
             raise VectorStoreError(f"table {target!r} already exists in {self.safe_uri}")
-        data = src.to_arrow()
+        # Streamed a batch at a time: a 1M-row table does not fit in memory twice.
+        data = src.search().limit(None).to_batches(16_384)
         self._open[target] = self._conn().create_table(target, data=data,
                                                       schema=src.schema)
 
@@ -174,6 +175,12 @@ class LanceDBStore(VectorStore):
         else:
             (tbl.merge_insert("id").when_matched_update_all().when_not_matched_insert_all()
              .execute(data))
+
+    def add(self, table: str, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
+        # An append: a merge on ids would join every batch with the whole table.
+        tbl, data = self._arrow(table, chunks, vectors)
+        if len(chunks):
+            tbl.add(data)
 
     def delete(self, table: str, *, ids: Sequence[str] | None = None,
                where: Mapping[str, Any] | None = None) -> int:

@@ -10,6 +10,7 @@ import hashlib
 import logging
 import os
 import re
+import tempfile
 import threading
 import time
 import uuid
@@ -28,8 +29,8 @@ from shipyard.genai._collections import (EXPERIMENT, TAG_COLLECTION, TAG_DROPPED
                                          TAG_MANIFEST, TAG_VERSION, CollectionRecords,
                                          CollectionVersion, DocumentRecord, Refusal,
                                          check_collection_alias, check_collection_name,
-                                         chunks_from_parquet, chunks_to_parquet,
-                                         parse_collection_ref)
+                                         chunk_file_writer, chunks_from_arrow, chunks_from_parquet,
+                                         chunks_to_table, indexed_texts, parse_collection_ref)
 from shipyard.genai._documents import MAX_DOCUMENT_BYTES, iter_document_files, read_document
 from shipyard.genai._embeddings import (Embedder, EmbeddingCache, LocalEmbedder, as_embedder,
                                         embed_texts, embedder_from_spec)
@@ -57,6 +58,8 @@ log = logging.getLogger(__name__)
 DEFAULT_STORE = "default"
 _RETRIEVERS_KEPT = 4
 _EMBED_SLICE = 256  # texts embedded between two progress reports
+#: Chunks an ingestion embeds and writes to the index at a time.
+INGEST_BATCH = 16_384
 
 
 def strip_password(uri: str) -> str:
@@ -232,7 +235,8 @@ class Rag:
                remove_missing: bool = True, on_error: str = "record",
                max_document_bytes: int = MAX_DOCUMENT_BYTES, keep_sources: bool = True,
                reembed: bool = False, keep_versions: int = 3,
-               progress: Callable[[str, int, int], None] | None = None) -> CollectionVersion:
+               progress: Callable[[str, int, int], None] | None = None,
+               batch_size: int = INGEST_BATCH) -> CollectionVersion:
         """Index documents as the next version of collection ``name``.
 
         Unchanged documents (same source, same content hash) keep their chunks
@@ -240,7 +244,9 @@ class Rag:
         the previous version missing from ``sources`` are deleted from every
         index. Vectors are cached by content hash, so nothing is embedded twice.
         The new index is built as a new table and becomes visible only once
-        complete.
+        complete. Ingestion streams: documents are read one at a time and
+        their chunks embedded and written ``batch_size`` at a time, so memory
+        does not grow with the collection (1M chunks: see benchmarks/rag.py).
 
         Parameters
         ----------
@@ -278,7 +284,12 @@ class Rag:
         progress
             Called as ``progress(stage, done, total)`` while the ingestion
             works: ``"read"`` (sources read), ``"embed"`` (new chunks embedded
-            or found in the cache), ``"write"`` (chunks written to the index).
+            or found in the cache), ``"write"`` (chunks written to the index),
+            ``"index"`` (0 of 2: BM25, 1 of 2: the vector index, 2 of 2: done).
+            ``total`` of ``"embed"`` and ``"write"`` counts the chunks queued
+            so far: it grows while documents are read.
+        batch_size
+            Chunks embedded and written to the index at a time.
 
         Returns
         -------
@@ -305,6 +316,8 @@ class Rag:
             raise GenAIError(f"keep_versions must be a positive integer, got {keep_versions!r}")
         if embedder is not None:
             embedder = as_embedder(embedder)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise GenAIError(f"batch_size must be a positive integer, got {batch_size!r}")
         chunker = TokenChunker(chunk_tokens=chunk_tokens, overlap=overlap)
         chunker._check()
         items = _as_items(sources)
@@ -312,7 +325,7 @@ class Rag:
             try:
                 return _Ingestion(self, name, chunker, embedder, store, remove_missing,
                                   on_error, max_document_bytes, keep_sources, reembed,
-                                  keep_versions, progress).run(items)
+                                  keep_versions, progress, batch_size).run(items)
             finally:
                 self._forget(name)
 
@@ -430,9 +443,7 @@ class Rag:
                 return BM25Index.load(folder)
             except GenAIError:
                 pass  # damaged cache: rebuild below
-        index = BM25Index().fit([c.indexed_text for c in chunks])
-        index.save(folder)
-        return index
+        return BM25Index().build((c.indexed_text for c in chunks), folder)
 
     def query(self, ref: str | CollectionVersion, question: str, *, k: int = 5,
               mode: str = "hybrid", where: Mapping[str, Any] | None = None,
@@ -443,8 +454,8 @@ class Rag:
         Parameters
         ----------
         mode
-            ``"hybrid"`` (dense + BM25, fused by min-max normalised scores
-            weighted 0.15 : 0.85, see ``Retriever``), ``"dense"`` or ``"bm25"``.
+            ``"hybrid"`` (dense + BM25, fused by normalised scores weighted
+            0.1 : 0.9, see ``Retriever``), ``"dense"`` or ``"bm25"``.
         where
             Metadata filter, e.g. ``{"source": "guide.md", "page": {"$gte": 2}}``.
         mmr
@@ -1068,19 +1079,25 @@ def _slug(name: str) -> str:
 
 class _Ingestion:
     """One ingestion: read, diff, chunk, embed, index, record (under the
-    collection's lock)."""
+    collection's lock).
+
+    It streams: documents are read one at a time, their new chunks embedded
+    and appended to the new index table ``batch_size`` at a time and spilled
+    to a Parquet file, which then feeds BM25. Memory holds one batch and one
+    record per document, never the collection's texts or vectors."""
 
     def __init__(self, rag: Rag, name: str, chunker: TokenChunker, embedder: Embedder | None,
                  store: str | None, remove_missing: bool, on_error: str, max_bytes: int,
                  keep_sources: bool, reembed: bool, keep_versions: int,
-                 progress: Callable[[str, int, int], None] | None = None):
+                 progress: Callable[[str, int, int], None] | None = None,
+                 batch_size: int = INGEST_BATCH):
         self.rag, self.ws, self.name = rag, rag._ws, name
         self.progress = progress or (lambda stage, done, total: None)
         self.chunker, self.embedder_arg, self.store_arg = chunker, embedder, store
         self.remove_missing, self.on_error, self.max_bytes = remove_missing, on_error, max_bytes
         self.keep_sources, self.reembed, self.keep_versions = keep_sources, reembed, keep_versions
+        self.batch_size = batch_size
         self.refused: list[Refusal] = []
-        self.texts: dict[str, bytes] = {}  # doc key → extracted text, logged with the run
 
     # ---------------------------------------------------------- documents
     def _refuse(self, source: str, exc: Exception) -> None:
@@ -1088,8 +1105,10 @@ class _Ingestion:
             raise exc
         self.refused.append(Refusal(source=source, reason=str(getattr(exc, "message", exc))))
 
-    def read(self, items: Sequence[str | os.PathLike | Document]) -> list[Document]:
-        docs: dict[str, Document] = {}
+    def read(self, items: Sequence[str | os.PathLike | Document]) -> Iterator[Document]:
+        """The documents of ``items``, one at a time (each source once; a
+        document with the content of an earlier one is refused)."""
+        seen: set[str] = set()
         by_hash: dict[str, str] = {}
         for number, item in enumerate(items, start=1):
             self.progress("read", number - 1, len(items))
@@ -1106,14 +1125,14 @@ class _Ingestion:
                     doc = entry
                 else:
                     source = entry.resolve().as_posix()
-                    if source in docs:
+                    if source in seen:
                         continue
                     try:
                         doc = read_document(entry, max_bytes=self.max_bytes)
                     except DocumentError as exc:
                         self._refuse(source, exc)
                         continue
-                if doc.doc_id in docs:
+                if doc.doc_id in seen:
                     continue  # the same source twice
                 twin = by_hash.get(doc.content_hash)
                 if twin is not None:
@@ -1121,9 +1140,9 @@ class _Ingestion:
                         f"{doc.source!r} has the same content as {twin!r}; indexed once"))
                     continue
                 by_hash[doc.content_hash] = doc.source
-                docs[doc.doc_id] = doc
+                seen.add(doc.doc_id)
+                yield doc
         self.progress("read", len(items), len(items))
-        return list(docs.values())
 
     # ---------------------------------------------------------------- run
     def run(self, items: Sequence[str | os.PathLike | Document]) -> CollectionVersion:
@@ -1138,26 +1157,23 @@ class _Ingestion:
                   "embedder": embedder.name, "store": store_uri,
                   "remove_missing": self.remove_missing, "on_error": self.on_error,
                   "parent": previous.ref if previous else "none"}
+        spill = rag.home / "tmp"
+        spill.mkdir(parents=True, exist_ok=True)
         with self.ws.runs.start(EXPERIMENT, name=f"ingest {self.name}", params=params,
-                                tags={TAG_COLLECTION: self.name, TAG_KIND: "ingest"}) as run:
-            docs = self.read(items)
-            if not docs and not (previous and not self.remove_missing):
-                raise EmptyCorpusError(
-                    f"nothing to index in {self.name!r}: " + (
-                        f"all {len(self.refused)} sources were refused ("
-                        + "; ".join(f"{r.source}: {r.reason}" for r in self.refused[:3])
-                        + (", ..." if len(self.refused) > 3 else "") + ")"
-                        if self.refused else "no documents were given"),
-                    hint="pass .txt, .md, .html or .pdf files, folders or Documents with text")
-            plan = self._plan(docs, previous, embedder, store_uri, store)
-            if previous is not None and not (plan["added"] or plan["changed"]
-                                             or plan["removed"] or plan["rebuild"]):
-                run.set_tags({"rag.result": "unchanged", "rag.latest": previous.ref})
-                run.log_metrics({"documents": len(plan["records"]), "refused":
-                                 len(self.refused), "seconds": time.perf_counter() - started})
-                return replace(previous, new=False)
-            version = self._build(run, plan, previous, embedder, store_uri, store, highest + 1,
-                                  started)
+                                tags={TAG_COLLECTION: self.name, TAG_KIND: "ingest"}) as run, \
+                tempfile.TemporaryDirectory(prefix="ingest-", dir=spill) as folder:
+            build = _IndexBuild(self, run, previous, embedder, store_uri, store, Path(folder))
+            try:
+                build.add_documents(self.read(items))
+                if build.unchanged():
+                    run.set_tags({"rag.result": "unchanged", "rag.latest": previous.ref})
+                    run.log_metrics({"documents": len(build.records), "refused":
+                                     len(self.refused), "seconds": time.perf_counter() - started})
+                    return replace(previous, new=False)
+                version = build.publish(highest + 1, started)
+            except BaseException:
+                build.discard()
+                raise
         try:
             self._prune(version)
         except Exception as exc:  # noqa: BLE001 - the new version stands; pruning waits
@@ -1190,138 +1206,18 @@ class _Ingestion:
             return strip_password(self.rag.store)
         return DEFAULT_STORE
 
-    def _plan(self, docs: list[Document], previous: CollectionVersion | None,
-              embedder: Embedder, store_uri: str, store: VectorStore) -> dict[str, Any]:
-        prev_docs = {d.doc_id: d for d in previous.documents} if previous else {}
-        rebuild = (previous is None
-                   or embedder.name != previous.embedder.get("name")
-                   or previous.chunking != self.chunker.params()
-                   or previous.store != store_uri
-                   or not store.exists(previous.table))
-        prev_chunks: dict[str, list[Chunk]] = {}
-        if previous is not None:
-            for chunk in chunks_from_parquet(self.ws.artifacts.get_bytes(previous.chunks_digest)):
-                prev_chunks.setdefault(chunk.doc_id, []).append(chunk)
-        records: list[DocumentRecord] = []
-        chunks: list[Chunk] = []
-        new_chunks: list[Chunk] = []
-        added, changed = [], []
-        current = {d.doc_id for d in docs}
-        for doc in docs:
-            old = prev_docs.get(doc.doc_id)
-            if old is not None and old.content_hash == doc.content_hash \
-                    and previous.chunking == self.chunker.params():
-                mine = prev_chunks.get(doc.doc_id, [])
-                if rebuild:
-                    new_chunks.extend(mine)
-            else:
-                mine = self.chunker.split(doc)
-                new_chunks.extend(mine)
-                (changed if old is not None else added).append(doc.doc_id)
-            blob = old.blob if old is not None and old.content_hash == doc.content_hash \
-                else None
-            if self.keep_sources and blob is None:
-                data = doc.text.encode("utf-8")
-                blob = hashlib.sha256(data).hexdigest()
-                self.texts[doc_key(doc.doc_id)] = data
-            records.append(DocumentRecord(
-                doc_id=doc.doc_id, source=doc.source, title=doc.title, kind=doc.kind,
-                content_hash=doc.content_hash, size_bytes=doc.size_bytes, chunks=len(mine),
-                blob=blob, notes=doc.notes))
-            chunks.extend(mine)
-        removed = [d for d in prev_docs if d not in current]
-        if not self.remove_missing:
-            for doc_id in removed:
-                records.append(prev_docs[doc_id])
-                kept = prev_chunks.get(doc_id, [])
-                chunks.extend(kept)
-                if rebuild:
-                    new_chunks.extend(kept)
-            removed = []
-        if not chunks:
-            raise EmptyCorpusError(f"the documents of {self.name!r} gave no chunks")
-        stale = [c.id for d in (*changed, *removed) for c in prev_chunks.get(d, [])]
-        return {"records": records, "chunks": chunks, "new_chunks": new_chunks,
-                "added": added, "changed": changed, "removed": removed, "stale": stale,
-                "rebuild": rebuild}
-
-    def _build(self, run, plan: dict[str, Any], previous: CollectionVersion | None,
-               embedder: Embedder, store_uri: str, store: VectorStore, number: int,
-               started: float) -> CollectionVersion:
-        rag = self.rag
-        new_chunks: list[Chunk] = plan["new_chunks"]
-        incremental = previous is not None and not plan["rebuild"]
-        expected = previous.dimension if incremental else None
-        t0 = time.perf_counter()
-        vectors, computed = self._embed(embedder, new_chunks, expected)
-        embed_seconds = time.perf_counter() - t0
-        dimension = expected or int(vectors.shape[1])
-        table = f"{_slug(self.name)}_{uuid.uuid4().hex[:10]}"
-        try:
-            if incremental:
-                store.copy(previous.table, table)
-                if plan["stale"]:
-                    store.delete(table, ids=plan["stale"])
-            else:
-                store.create(table, dimension)
-            for i in range(0, len(new_chunks), 2048):
-                store.upsert(table, new_chunks[i:i + 2048], vectors[i:i + 2048])
-                self.progress("write", min(i + 2048, len(new_chunks)), len(new_chunks))
-            if store.count(table) != len(plan["chunks"]):
-                raise VectorStoreError(
-                    f"the new index of {self.name!r} holds {store.count(table)} rows, not "
-                    f"{len(plan['chunks'])}; nothing was published")
-            store.optimize(table)
-            # Each new text is an artifact of the run that brought it: the
-            # workspace's gc keeps it as long as that run exists.
-            for key, data in self.texts.items():
-                run.log_bytes(f"documents/{key}.txt", data)
-            chunks_bytes = chunks_to_parquet(plan["chunks"])
-            chunks_digest = run.log_bytes("chunks.parquet", chunks_bytes)
-            BM25Index().fit([c.indexed_text for c in plan["chunks"]]).save(
-                rag.home / "bm25" / chunks_digest)
-            version = CollectionVersion(
-                name=self.name, version=number, created_at=time.time(), run_id=run.id,
-                store=store_uri, table=table, embedder=embedder.spec(), dimension=dimension,
-                chunking=self.chunker.params(), documents=tuple(plan["records"]),
-                num_chunks=len(plan["chunks"]), chunks_digest=chunks_digest,
-                parent=previous.ref if previous else None,
-                changes={"added": plan["added"], "changed": plan["changed"],
-                         "removed": plan["removed"],
-                         "unchanged": len(plan["records"]) - len(plan["added"])
-                         - len(plan["changed"])},
-                refused=tuple(self.refused))
-            digest = run.log_dict("manifest.json", version.to_manifest())
-            seconds = time.perf_counter() - started
-            run.log_metrics({
-                "documents": len(plan["records"]), "chunks": len(plan["chunks"]),
-                "added": len(plan["added"]), "changed": len(plan["changed"]),
-                "removed": len(plan["removed"]), "refused": len(self.refused),
-                "embedded": computed, "embedding_cache_hits": len(new_chunks) - computed,
-                "embed_seconds": embed_seconds, "seconds": seconds,
-                "docs_per_second": (len(plan["added"]) + len(plan["changed"]))
-                / max(seconds, 1e-9),
-                "chunks_per_second": len(new_chunks) / max(seconds, 1e-9)})
-            # Publishing: the version exists from the moment its run ends FINISHED.
-            run.set_tags({TAG_VERSION: str(number), TAG_MANIFEST: digest, "rag.table": table})
-        except BaseException:
-            with contextlib.suppress(Exception):
-                store.drop(table)
-            raise
-        return replace(version, manifest_digest=digest, new=True)
-
-    def _embed(self, embedder: Embedder, chunks: Sequence[Chunk], expected: int | None
-               ) -> tuple[Any, int]:
+    def embed(self, embedder: Embedder, chunks: Sequence[Chunk], expected: int | None,
+              done: int, total: int) -> tuple[Any, int]:
         """``embed_texts`` in slices (texts sorted by length, as the embedder
-        batches them), reporting progress after each."""
+        batches them), reporting ``done + embedded`` of ``total`` after each."""
         import numpy as np
 
         texts = [c.indexed_text for c in chunks]
         if len(texts) <= _EMBED_SLICE:
-            self.progress("embed", 0, len(texts))
+            self.progress("embed", done, total)
             vectors, computed = embed_texts(embedder, texts, self.rag.embedding_cache,
                                             expected_dim=expected)
-            self.progress("embed", len(texts), len(texts))
+            self.progress("embed", done + len(texts), total)
             return vectors, computed
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         vectors, computed = None, 0
@@ -1334,7 +1230,7 @@ class _Ingestion:
             vectors[rows] = part
             expected = expected or int(part.shape[1])
             computed += fresh
-            self.progress("embed", start + len(rows), len(texts))
+            self.progress("embed", done + start + len(rows), total)
         return vectors, computed
 
     def _prune(self, version: CollectionVersion) -> None:
@@ -1351,3 +1247,244 @@ class _Ingestion:
         for table in store.tables():
             if table.startswith(prefix) and table not in keep:
                 store.drop(table)
+
+
+class _IndexBuild:
+    """The new index of one ingestion: its table, written a batch of chunks at
+    a time, its ``chunks.parquet`` and BM25 index, and its record.
+
+    A changed or removed document's previous chunks are found by id in the
+    previous ``chunks.parquet`` (its ``id`` and ``doc_id`` columns only). The
+    table is created (or copied from the previous version's) when the first
+    batch is written, so an ingestion that changes nothing writes nothing.
+    """
+
+    def __init__(self, ingestion: _Ingestion, run, previous: CollectionVersion | None,
+                 embedder: Embedder, store_uri: str, store: VectorStore, folder: Path):
+        self.ing, self.run, self.previous = ingestion, run, previous
+        self.embedder, self.store_uri, self.store, self.folder = embedder, store_uri, store, folder
+        chunking = ingestion.chunker.params()
+        self.rebuild = (previous is None or embedder.name != previous.embedder.get("name")
+                        or previous.chunking != chunking or previous.store != store_uri
+                        or not store.exists(previous.table))
+        self.same_chunking = previous is not None and previous.chunking == chunking
+        self.prev_docs = {d.doc_id: d for d in previous.documents} if previous else {}
+        self.dimension = None if self.rebuild else previous.dimension
+        self.table = f"{_slug(ingestion.name)}_{uuid.uuid4().hex[:10]}"
+        self.created = False
+        self.records: list[DocumentRecord] = []
+        self.added: list[str] = []
+        self.changed: list[str] = []
+        self.removed: list[str] = []
+        self.kept: set[str] = set()  # documents whose previous chunks carry over
+        self.stale: list[str] = []  # documents whose previous rows go before the next write
+        self.pending: list[Chunk] = []
+        self.queued = self.written = self.computed = 0
+        self.embed_seconds = 0.0
+        self.spill = folder / "new-chunks.parquet"
+        self.writer: Any = None
+        self._previous_ids: Any = None
+
+    # ---------------------------------------------------------- documents
+    def add_documents(self, docs: Iterable[Document]) -> None:
+        """Diff each document against the previous version; chunk and queue
+        the new and changed ones; keep each one's text as an artifact."""
+        ing = self.ing
+        for doc in docs:
+            old = self.prev_docs.get(doc.doc_id)
+            same = old is not None and old.content_hash == doc.content_hash
+            if same and self.same_chunking:
+                self.kept.add(doc.doc_id)
+                count = old.chunks
+            else:
+                chunks = ing.chunker.split(doc)
+                count = len(chunks)
+                (self.changed if old is not None else self.added).append(doc.doc_id)
+                if old is not None and not self.rebuild:
+                    self.stale.append(doc.doc_id)
+                self.queue(chunks)
+            blob = old.blob if same else None
+            if ing.keep_sources and blob is None:
+                # Each new text is an artifact of the run that brought it: the
+                # workspace's gc keeps it as long as that run exists.
+                blob = self.run.log_bytes(f"documents/{doc_key(doc.doc_id)}.txt",
+                                          doc.text.encode("utf-8"))
+            self.records.append(DocumentRecord(
+                doc_id=doc.doc_id, source=doc.source, title=doc.title, kind=doc.kind,
+                content_hash=doc.content_hash, size_bytes=doc.size_bytes, chunks=count,
+                blob=blob, notes=doc.notes))
+        if not self.records and not (self.previous and not ing.remove_missing):
+            refused = ing.refused
+            raise EmptyCorpusError(
+                f"nothing to index in {ing.name!r}: " + (
+                    f"all {len(refused)} sources were refused ("
+                    + "; ".join(f"{r.source}: {r.reason}" for r in refused[:3])
+                    + (", ..." if len(refused) > 3 else "") + ")"
+                    if refused else "no documents were given"),
+                hint="pass .txt, .md, .html or .pdf files, folders or Documents with text")
+        current = {r.doc_id for r in self.records}
+        missing = [d for d in self.prev_docs if d not in current]
+        if ing.remove_missing:
+            self.removed = missing
+            if not self.rebuild:
+                self.stale.extend(missing)
+        else:
+            self.records.extend(self.prev_docs[d] for d in missing)
+            self.kept.update(missing)
+
+    def unchanged(self) -> bool:
+        return self.previous is not None and not (self.added or self.changed or self.removed
+                                                  or self.rebuild)
+
+    # ------------------------------------------------------------- writes
+    def queue(self, chunks: Sequence[Chunk]) -> None:
+        self.pending.extend(chunks)
+        self.queued += len(chunks)
+        if len(self.pending) >= self.ing.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        """Embed the pending chunks, delete the stale rows, append the
+        chunks to the table and to the spill file."""
+        chunks, self.pending = self.pending, []
+        if chunks:
+            t0 = time.perf_counter()
+            vectors, computed = self.ing.embed(self.embedder, chunks, self.dimension,
+                                               self.written, self.queued)
+            self.embed_seconds += time.perf_counter() - t0
+            self.computed += computed
+            self.dimension = self.dimension or int(vectors.shape[1])
+        if not self.created and self.dimension is not None:
+            if self.rebuild:
+                self.store.create(self.table, self.dimension)
+            else:
+                self.store.copy(self.previous.table, self.table)
+            self.created = True
+        if self.stale:
+            ids = self._previous_chunk_ids(self.stale)
+            if ids:
+                self.store.delete(self.table, ids=ids)
+            self.stale = []
+        if chunks:
+            self.store.add(self.table, chunks, vectors)
+            if self.writer is None:
+                self.writer = chunk_file_writer(self.spill)
+            self.writer.write_table(chunks_to_table(chunks))
+            self.written += len(chunks)
+            self.ing.progress("write", self.written, self.queued)
+
+    def _previous_file(self) -> Path:
+        path = self.folder / "previous-chunks.parquet"
+        if not path.exists():
+            self.ing.ws.artifacts.get_file(self.previous.chunks_digest, path)
+        return path
+
+    def _previous_chunk_ids(self, doc_ids: Sequence[str]) -> list[str]:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        if self._previous_ids is None:
+            self._previous_ids = pq.read_table(str(self._previous_file()),
+                                               columns=["id", "doc_id"])
+        rows = self._previous_ids
+        mask = pc.is_in(rows["doc_id"], value_set=pa.array(list(doc_ids), pa.string()))
+        return rows["id"].filter(mask).to_pylist()
+
+    def _previous_batches(self):
+        """The previous version's chunk rows of the kept documents, as Arrow
+        record batches in their order."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        if not self.kept:
+            return
+        kept = pa.array(sorted(self.kept), pa.string())
+        for batch in pq.ParquetFile(str(self._previous_file())).iter_batches(
+                batch_size=self.ing.batch_size):
+            yield batch.filter(pc.is_in(batch["doc_id"], value_set=kept))
+
+    def _chunks_file(self) -> Path:
+        """``chunks.parquet`` of the new version: the kept documents' previous
+        chunks, then the new ones (a rebuild re-embedded the kept ones, so they
+        are in the spill already)."""
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+        if self.rebuild:
+            if not self.spill.exists():
+                with chunk_file_writer(self.spill):
+                    pass
+            return self.spill
+        import pyarrow.parquet as pq
+
+        path = self.folder / "chunks.parquet"
+        with chunk_file_writer(path) as out:
+            for batch in self._previous_batches():
+                out.write_batch(batch)
+            if self.spill.exists():
+                for batch in pq.ParquetFile(str(self.spill)).iter_batches(
+                        batch_size=self.ing.batch_size):
+                    out.write_batch(batch)
+        return path
+
+    # ------------------------------------------------------------ publish
+    def publish(self, number: int, started: float) -> CollectionVersion:
+        """Finish the table, record ``chunks.parquet``, build BM25 and
+        record the version; the version becomes visible when the run ends."""
+        ing, run, previous = self.ing, self.run, self.previous
+        if self.rebuild:  # the kept documents' chunks go into the new table too
+            for batch in self._previous_batches():
+                self.queue(chunks_from_arrow(batch))
+        self.flush()  # the last batch; with only removals, copies the table and deletes
+        expected = sum(r.chunks for r in self.records)
+        if not expected:
+            raise EmptyCorpusError(f"the documents of {ing.name!r} gave no chunks")
+        rows = self.store.count(self.table)
+        if rows != expected:
+            raise VectorStoreError(
+                f"the new index of {ing.name!r} holds {rows} rows, not {expected}; nothing "
+                "was published")
+        path = self._chunks_file()
+        self._previous_ids = None
+        with open(path, "rb") as fh:
+            chunks_digest = hashlib.file_digest(fh, "sha256").hexdigest()
+        run.log_artifact(path, "chunks.parquet")
+        # BM25 before the vector index: their peaks of memory come one after the other
+        ing.progress("index", 0, 2)
+        BM25Index().build(indexed_texts(path), ing.rag.home / "bm25" / chunks_digest)
+        ing.progress("index", 1, 2)
+        self.store.optimize(self.table)
+        ing.progress("index", 2, 2)
+        version = CollectionVersion(
+            name=ing.name, version=number, created_at=time.time(), run_id=run.id,
+            store=self.store_uri, table=self.table, embedder=self.embedder.spec(),
+            dimension=self.dimension, chunking=ing.chunker.params(),
+            documents=tuple(self.records), num_chunks=expected, chunks_digest=chunks_digest,
+            parent=previous.ref if previous else None,
+            changes={"added": self.added, "changed": self.changed, "removed": self.removed,
+                     "unchanged": len(self.records) - len(self.added) - len(self.changed)},
+            refused=tuple(ing.refused))
+        digest = run.log_dict("manifest.json", version.to_manifest())
+        seconds = time.perf_counter() - started
+        run.log_metrics({
+            "documents": len(self.records), "chunks": expected,
+            "added": len(self.added), "changed": len(self.changed),
+            "removed": len(self.removed), "refused": len(ing.refused),
+            "embedded": self.computed, "embedding_cache_hits": self.written - self.computed,
+            "embed_seconds": self.embed_seconds, "seconds": seconds,
+            "docs_per_second": (len(self.added) + len(self.changed)) / max(seconds, 1e-9),
+            "chunks_per_second": self.written / max(seconds, 1e-9)})
+        # Publishing: the version exists from the moment its run ends FINISHED.
+        run.set_tags({TAG_VERSION: str(number), TAG_MANIFEST: digest, "rag.table": self.table})
+        return replace(version, manifest_digest=digest, new=True)
+
+    def discard(self) -> None:
+        """Drop the half-built table (the run ends FAILED: no version)."""
+        if self.writer is not None:
+            with contextlib.suppress(Exception):
+                self.writer.close()
+        if self.created:
+            with contextlib.suppress(Exception):
+                self.store.drop(self.table)

@@ -130,6 +130,18 @@ class VectorStore(ABC):
         ids are left out)."""
 
     # ---------------------------------------------------------- optional
+    def add(self, table: str, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
+        """Insert chunks whose ids the table does not hold yet (an ingestion's
+        new chunks). Backends may skip the id lookup of :meth:`upsert`; by
+        default it is :meth:`upsert`.
+
+        Raises
+        ------
+        EmbeddingDimensionError
+            The vectors do not have the table's dimension; nothing written.
+        """
+        self.upsert(table, chunks, vectors)
+
     def optimize(self, table: str) -> None:
         """Build or refresh an approximate-nearest-neighbour index when the
         table is large enough to need one (no-op by default)."""
