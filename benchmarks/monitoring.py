@@ -27,6 +27,16 @@ Prints ``name: value`` lines, section by section:
     columns): the share of runs in which any column's BH-adjusted p-value is
     under α = 0.05, any column is flagged (p and effect floor), and the
     dataset verdict is drift; then the detection rate of known shifts.
+``window_<N>``
+    A prediction log of N logged rows × 15 inputs (10 numeric, 5
+    categorical; 10 rows a request, 3 inputs shifted) written by the real
+    :class:`~shipyard.deploy.PredictionLog` (its clock set to one hour of
+    2025-06-02), then, each in a fresh process: ``window_data`` alone (every
+    chunk of the window read, nothing computed) and the full check
+    ``ws.monitor.check`` (what ``shipyard monitor`` runs: drift, quality,
+    CBPE, the report stored), twice (``check``: the version's first, which
+    fits its performance estimators; ``check_again``), seconds and peak RSS
+    (``VmHWM``).
 ``nannyml_<dataset>``
     NannyML's shipped datasets (car loan, synthetic binary and multiclass,
     car price), exported with NannyML's CBPE/DLE per-chunk estimates by
@@ -44,6 +54,9 @@ Usage::
 
     python benchmarks/monitoring.py [--setup] [--sizes 1000000,5000000]
         [--stream-rows 10000000] [--runs 200] [--only drift,stream,...]
+
+``--window-rows SIZES`` sets the ``window`` section's log sizes (default
+250000,1000000: the peak must not grow with the window).
 
 ``--log-report SIZES`` also times the whole :func:`build_report` over a
 prediction log of those sizes (20 columns, JSON rows as a server logs them).
@@ -102,9 +115,10 @@ def labels(frame: pd.DataFrame, seed: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ setup
-def register_model(ws) -> object:
-    """``bench@1`` trained on ``bench@1`` (the dataset); the registry builds
-    the reference profile."""
+def register_model(ws, numeric: list[str] = NUMERIC, categorical: list[str] = CATEGORICAL,
+                   reference: pd.DataFrame | None = None) -> object:
+    """``bench@1`` trained on ``bench@1`` (the dataset, default :func:`rows`);
+    the registry builds the reference profile."""
     from sklearn.compose import ColumnTransformer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
@@ -112,17 +126,17 @@ def register_model(ws) -> object:
 
     from shipyard.train import infer_signature, save_model
 
-    reference = rows(REFERENCE_ROWS, 0)
+    reference = rows(REFERENCE_ROWS, 0) if reference is None else reference
     data = ws.datasets.register("bench", reference.assign(y=labels(reference, 0)))
     model = Pipeline([
-        ("columns", ColumnTransformer([("num", "passthrough", NUMERIC),
+        ("columns", ColumnTransformer([("num", "passthrough", numeric),
                                        ("cat", OneHotEncoder(handle_unknown="ignore"),
-                                        CATEGORICAL)])),
+                                        categorical)])),
         ("model", LogisticRegression(max_iter=300))]).fit(reference, labels(reference, 0))
     artifact = save_model(model, ws.artifacts)
     signature = infer_signature(reference, model, task="binary", target="y",
-                                kinds={**dict.fromkeys(NUMERIC, "numeric"),
-                                       **dict.fromkeys(CATEGORICAL, "categorical")})
+                                kinds={**dict.fromkeys(numeric, "numeric"),
+                                       **dict.fromkeys(categorical, "categorical")})
     with ws.start_run("bench", inputs=[data]) as run:
         run.set_tag("model.digest", artifact.digest)
         run.log_dict("model/signature.json", signature)
@@ -514,6 +528,95 @@ def stream_section(base: Path, n: int) -> None:
     current.unlink()
 
 
+def write_served_log(home: Path, model, n: int, per_request: int = 10,
+                     flush_requests: int = 5_000) -> None:
+    """``n`` shifted rows of the 15 mixed columns as ``bench`` version 1's
+    prediction log, written by :class:`PredictionLog` as a server writes it
+    (validated :class:`Columns` per request, one file per flush), its clock
+    stepping through the hour after :data:`T0`."""
+    import types
+
+    import shipyard.deploy._prediction_log as prediction_log
+    from shipyard.deploy import Columns, PredictionLog
+
+    clock = types.SimpleNamespace(now=T0)
+    real = prediction_log.time
+    prediction_log.time = types.SimpleNamespace(time=lambda: clock.now)
+    log = PredictionLog(home, max_queue=10 * flush_requests)
+    step = 3_590.0 / max(1, n // per_request)
+    columns = {"numeric": MIXED_NUMERIC, "categorical": MIXED_CATEGORICAL}
+    try:
+        for lo in range(0, n, CHUNK):
+            frame = mixed_rows(min(CHUNK, n - lo), 1 + lo, shifted=MIXED_SHIFTED, **columns)
+            proba = model.predict_proba(frame)
+            predictions = (proba[:, 1] > 0.5).astype(np.int64)
+            data = {c: frame[c].to_numpy() if c in MIXED_NUMERIC else frame[c].tolist()
+                    for c in frame.columns}
+            for i in range(0, len(frame), per_request):
+                k = slice(i, i + per_request)
+                clock.now = T0 + ((lo + i) // per_request) * step
+                log.record_prediction(
+                    request_id=uuid.uuid4().hex, model="bench", version=1,
+                    endpoint="v1.predict", status=200, latency_ms=1.0,
+                    inputs=Columns({c: v[k] for c, v in data.items()}, len(predictions[k])),
+                    outputs={"predictions": predictions[k], "probabilities": proba[k]})
+                if ((lo + i) // per_request + 1) % flush_requests == 0:
+                    log.flush()
+        log.close()
+    finally:
+        prediction_log.time = real
+
+
+def worker_window(home: str, what: str) -> dict:
+    """``window_data`` over the whole hour, or the full check of it."""
+    from shipyard import Workspace
+    from shipyard.monitor import Window, window_data
+
+    _preload()
+    ws = Workspace.open(home)
+    start = time.perf_counter()
+    if what == "window_data":
+        n = sum(len(frame) for frame in window_data(
+            ws, Window("bench", 1, None, T0, T0 + 3_600, 0)))
+        out = {"rows": n}
+    else:
+        check = ws.monitor.check("bench", start=T0, end=T0 + 3_600)
+        report = check.report.report
+        out = {"rows": report["window"]["n"], "verdict": report["verdict"],
+               "drifted": sorted(c for c, d in report["drift"].items() if d.get("drifted")),
+               "estimated_roc_auc": report["performance"]["estimated"]["roc_auc"]["value"]}
+    return {"seconds": time.perf_counter() - start, "peak_rss_mb": peak_rss_mb(), **out}
+
+
+def window_section(base: Path, n: int) -> None:
+    """Read and check a window of ``n`` logged rows (see the module docstring)."""
+    from shipyard import Workspace
+
+    home = base / f"window{n}"
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    ws = Workspace.open(home)
+    reference = mixed_rows(REFERENCE_ROWS, 0, numeric=MIXED_NUMERIC,
+                           categorical=MIXED_CATEGORICAL)
+    model = register_model(ws, MIXED_NUMERIC, MIXED_CATEGORICAL, reference)
+    ws.close()
+    start = time.perf_counter()
+    write_served_log(home, model, n)
+    prefix = f"window_{n}"
+    print(f"{prefix}_write_log_seconds: {time.perf_counter() - start:.1f}")
+    print(f"{prefix}_log_mb: "
+          f"{sum(p.stat().st_size for p in (home / 'predictions').rglob('*.parquet')) / 1e6:.0f}")
+    # The first check of a version fits its performance estimators; later
+    # ones (check_again) read them back.
+    for label, what in (("window_data", "window_data"), ("check", "check"),
+                        ("check_again", "check")):
+        result = run_worker(["--worker", "window", str(home), what])
+        show(f"{prefix}_{label}", result, n)
+        if "estimated_roc_auc" in result:
+            print(f"{prefix}_{label}_estimated_roc_auc: {result['estimated_roc_auc']:.4f}")
+    shutil.rmtree(home, ignore_errors=True)
+
+
 def worker_embedding(rows: str, dim: str) -> dict:
     from shipyard.monitor import mmd_test
 
@@ -674,7 +777,8 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         kind, rest = sys.argv[2], sys.argv[3:]
         workers = {"report": worker_report, "flat": worker_flat, "drift": worker_drift,
-                   "scipy": worker_scipy, "embedding": worker_embedding}
+                   "scipy": worker_scipy, "embedding": worker_embedding,
+                   "window": worker_window}
         print(json.dumps(workers[kind](*rest)))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -685,7 +789,10 @@ def main() -> None:
     parser.add_argument("--stream-rows", type=int, default=10_000_000)
     parser.add_argument("--embedding-rows", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=200, help="no-drift runs")
-    parser.add_argument("--only", default="drift,stream,embedding,false_alarm,nannyml")
+    parser.add_argument("--only",
+                        default="drift,stream,embedding,false_alarm,nannyml,window")
+    parser.add_argument("--window-rows", default="250000,1000000",
+                        help="logged rows of the window section, comma-separated")
     parser.add_argument("--log-report", default="",
                         help="also time build_report over a prediction log of these sizes")
     parser.add_argument("--per-request", type=int, default=10, help="rows per logged request")
@@ -718,6 +825,9 @@ def main() -> None:
             false_alarm_section(args.runs)
         if "nannyml" in only:
             nannyml_section(args.nannyml_python, base)
+        if "window" in only:
+            for n in (int(x) for x in args.window_rows.split(",") if x):
+                window_section(base, n)
         for n in sizes[1:]:  # the largest drift comparison last: it takes longest
             drift_section(base, n, args.evidently_python)
         for n in (int(x) for x in args.log_report.split(",") if x):

@@ -89,7 +89,9 @@ def test_a_regression_report_shows_the_dle_estimate_beside_the_realized(tmp_path
         ws.close()
     performance = report.performance
     assert performance["estimator"]["method"] == "dle"
-    assert performance["estimator"]["reference_rows"] == 4_000
+    # fitted on the training run's held-out test rows (20 % of 4,000), not on its training rows
+    assert performance["estimator"]["reference_rows"] == 800
+    assert performance["estimator"]["reference_source"] == "test_split"
     error = rows["y"].to_numpy() - model.predict(rows[["x", "city"]])
     estimated, realized = performance["estimated"], performance["realized"]
     assert estimated["mae"]["n"] == 3_000 and realized["mae"]["n"] == 3_000
@@ -111,7 +113,8 @@ def test_a_classifier_report_says_how_its_estimate_was_calibrated(tmp_path, cloc
     finally:
         ws.close()
     note = report.performance["estimator"]
-    assert note["method"] == "cbpe" and note["reference_rows"] == 3_000
+    assert note["method"] == "cbpe" and note["reference_rows"] == 600  # the test split
+    assert note["reference_source"] == "test_split"
     assert set(note["calibrated"]) <= {1} and "skipped" not in note
     proba = model.predict_proba(frame)[:, 1]
     # A calibrated logistic model: the estimate is the mean chance of being right.

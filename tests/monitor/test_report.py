@@ -56,7 +56,13 @@ def test_traffic_like_the_training_data_is_ok(trained, clock):
     send(ws, clock, model, people(3_000, seed=10), hour=0, prefix="same")
     counts = ws.counts()
     report = build_report(ws, "monitored", **window(0))
-    assert ws.counts() == counts  # computation only: nothing stored
+    # Computation only: nothing stored but, once, the fitted performance estimators.
+    assert ws.counts() == {**counts, "audit entries": counts["audit entries"] + 1}
+    assert ws.audit.entries()[-1].action == "model.performance"
+    counts = ws.counts()
+    again = build_report(ws, "monitored", **window(0))  # reads them back
+    assert again.performance == report.performance
+    assert ws.counts() == counts
     assert report.verdict == "ok" and report.reasons == []
     assert (report.version, report.window["n"]) == (1, 3_000)
     assert set(report.drift) == {"age", "income", "hours", "city", "sex", "prediction", "score"}

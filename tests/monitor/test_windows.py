@@ -121,3 +121,56 @@ def test_late_labels_join_in_any_order_within_the_late_arrival(home, clock):
     everyone = labels_for(home, Window("m", None, None, T0, T0 + 3600, 0),
                           late_arrival_seconds=7 * day)
     assert set(everyone["request_id"]) == {"p0", "p1", "p3", "p5", "c0"}
+
+
+def test_arrow_and_one_by_one_json_parsing_agree(tmp_path, clock):
+    """Batches are parsed in Arrow when their JSON is regular; a refused
+    request with odd inputs sends its batch down the one-by-one path; both
+    give the same rows."""
+    import pyarrow as pa
+
+    from shipyard.monitor._windows import (
+        _arrow_inputs,
+        _arrow_outputs,
+        _outputs,
+        _python_inputs,
+    )
+
+    mixed = pd.DataFrame({"x": [1.5, None, 3.0], "city": ["paris", None, "lyon"],
+                          "n": [1, 2, None]})
+    log_requests(tmp_path, clock, "m", [(T0 + i, mixed.iloc[:i + 1]) for i in range(3)],
+                 scorer=Scorer(), prefix="ok")
+    log_requests(tmp_path, clock, "m", [(T0 + 10, pd.DataFrame({"x": ["abc"], "city": [7]}))],
+                 status=422, prefix="bad")
+    window = windows(tmp_path, "m")[0]
+    frame = pd.concat(list(window_data(tmp_path, window)), ignore_index=True)
+    frame["order"] = frame["request_id"].map({"ok0": 0, "ok1": 1, "ok2": 2, "bad0": 3})
+    frame = frame.sort_values(["order", "row"]).reset_index(drop=True)
+    assert frame["request_id"].tolist() == ["ok0", "ok1", "ok1", "ok2", "ok2", "ok2", "bad0"]
+    assert np.allclose(frame["x"].iloc[:6].astype(float), [1.5, 1.5, np.nan, 1.5, np.nan, 3.0],
+                       equal_nan=True)
+    assert frame["x"].iloc[6] == "abc" and frame["city"].iloc[6] == 7
+    assert frame["prediction"].tolist()[:6] == [1, 1, 0, 1, 0, 1]
+    assert frame["prediction"].iloc[6] is None and np.isnan(frame["score"].iloc[6])
+
+    texts = pa.array([mixed.iloc[:i + 1].to_json(orient="records") for i in range(3)])
+    fast, counts = _arrow_inputs(texts, ["x", "city", "n", "absent"], {})
+    batch = pa.RecordBatch.from_pydict({"inputs": texts})
+    (slow, _, slow_counts), = _python_inputs(batch, [0, 1, 2], ["x", "city", "n", "absent"],
+                                             step=100)
+    assert counts.tolist() == slow_counts.tolist() == [1, 2, 3]
+    pd.testing.assert_frame_equal(fast, slow, check_dtype=False)
+    outputs = pa.array(['{"predictions": [1], "probabilities": [[0.4, 0.6]]}', None,
+                        ('{"predictions": ["a", 0, 2], "probabilities": [[1, 0], [0, 1], '
+                         '[0.5, null]]}')])
+    sizes = np.array([1, 2, 3])
+    got = _arrow_outputs(outputs, sizes, [0, 1], {})
+    want = _outputs(outputs.to_pylist(), sizes, [0, 1])
+    assert got is None  # "a" and 0 in one list: types change, so the one-by-one path decides
+    outputs = pa.array([outputs[0].as_py(), None,
+                        ('{"predictions": [0, 0, 2], "probabilities": [[1, 0], [0, 1], '
+                         '[0.5, null]]}')])
+    got = _arrow_outputs(outputs, sizes, [0, 1], {})
+    want = _outputs(outputs.to_pylist(), sizes, [0, 1])
+    assert got[0].tolist() == want[0].tolist() == [1, None, None, 0, 0, 2]
+    np.testing.assert_array_equal(got[1], want[1])

@@ -25,8 +25,8 @@ _EXPORTS = {
                      "pca_reconstruction_test", "population_stability", "text_drift"],
                     "shipyard.monitor._drift"),
     "quality_checks": "shipyard.monitor._quality",
-    **dict.fromkeys(["CBPE", "DLE", "Calibration", "cbpe", "performance_reference",
-                     "realized_performance", "reference_performance"],
+    **dict.fromkeys(["CBPE", "DLE", "PERFORMANCE_TAG", "Calibration", "cbpe",
+                     "performance_reference", "realized_performance", "reference_performance"],
                     "shipyard.monitor._performance"),
     **dict.fromkeys(["MonitorReport", "build_report"], "shipyard.monitor._report"),
 }

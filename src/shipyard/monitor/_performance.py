@@ -47,18 +47,24 @@ tens of thousands of evaluation rows would flag a few hundred healthy rows.
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
+import logging
 import math
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from shipyard.errors import ShipyardError
 
 if TYPE_CHECKING:
     from shipyard import Workspace
     from shipyard.registry import ModelVersion
 
+log = logging.getLogger("shipyard.monitor")
 #: Score bins of the CBPE ROC-AUC estimate.
 AUC_BINS = 2_000
 #: Where an evaluation run stores its report (shipyard.evaluate's layout).
@@ -220,11 +226,16 @@ class Calibration:
 def _codes(values: Sequence, classes: Sequence) -> np.ndarray:
     """Column index of each value among ``classes`` (``"1"``, ``1`` and
     ``1.0`` alike); -1 when missing or unknown."""
+    import pandas as pd
+
     from shipyard.data import ColumnSketch
 
     keys = {k: i for i, k in enumerate(_keys(classes))}
-    return np.array([-1 if v is None else keys.get(ColumnSketch.key(v), -1) for v in values],
-                    dtype=np.int64)
+    # Each distinct value looked up once (a window holds millions of a few labels).
+    found, distinct = pd.factorize(pd.Series(np.asarray(values, dtype=object), dtype=object))
+    lookup = np.array([keys.get(ColumnSketch.key(v), -1) for v in distinct] + [-1],
+                      dtype=np.int64)
+    return lookup[found]
 
 
 def _expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int) -> float:
@@ -458,9 +469,30 @@ class DLE:
                     "num_leaves": self.num_leaves, "random_state": self.seed, "verbose": -1,
                     "n_jobs": 1}
         error = y - prediction
-        self.abs_model_ = lgb.LGBMRegressor(**settings).fit(X, np.abs(error))
-        self.sq_model_ = lgb.LGBMRegressor(**settings).fit(X, error * error)
+        self.abs_model_ = lgb.LGBMRegressor(**settings).fit(X, np.abs(error)).booster_
+        self.sq_model_ = lgb.LGBMRegressor(**settings).fit(X, error * error).booster_
         return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings and the fitted state (LightGBM's text model format)."""
+        return {"kinds": self.kinds, "seed": self.seed, "n_estimators": self.n_estimators,
+                "learning_rate": self.learning_rate, "num_leaves": self.num_leaves,
+                "categories": self.categories_,
+                "abs_model": self.abs_model_.model_to_string(),
+                "sq_model": self.sq_model_.model_to_string()}
+
+    @classmethod
+    def from_dict(cls, document: Mapping[str, Any]) -> DLE:
+        """Inverse of :meth:`to_dict` (predicts exactly as the fitted one)."""
+        import lightgbm as lgb
+
+        out = cls(document["kinds"], seed=document["seed"],
+                  n_estimators=document["n_estimators"],
+                  learning_rate=document["learning_rate"], num_leaves=document["num_leaves"])
+        out.categories_ = {c: list(v) for c, v in document["categories"].items()}
+        out.abs_model_ = lgb.Booster(model_str=document["abs_model"])
+        out.sq_model_ = lgb.Booster(model_str=document["sq_model"])
+        return out
 
     def predict_loss(self, frame: Any, prediction: Sequence) -> tuple[np.ndarray, np.ndarray]:
         """Per row: the predicted absolute and squared errors (clipped at 0)."""
@@ -496,69 +528,180 @@ class DLE:
 
 #: Labelled reference rows a performance reference is fitted on, at most.
 PERFORMANCE_ROWS = 20_000
-_PERFORMANCE_CACHE: dict[tuple[str, str], dict[str, Any]] = {}
+#: The version tag naming its stored estimators (the registry's
+#: ``PERFORMANCE_TAG``, written through :func:`shipyard.registry.attach_reference`).
+PERFORMANCE_TAG = "performance.digest"
+STATE_FORMAT = "shipyard.performance/1"
 
 
 def performance_reference(ws: Workspace, version: ModelVersion, reference: Any, *,
                           rows: int = PERFORMANCE_ROWS, seed: int = 0) -> dict[str, Any]:
     """What the estimates need from labelled reference rows: a
     :class:`Calibration` (classifiers with probabilities) or a fitted
-    :class:`DLE` (regression).
+    :class:`DLE` (regression), read from the version's stored state.
 
-    Fitted on up to ``rows`` seeded rows of the version's training dataset
-    (``reference.dataset``, with the signature's target), scored by the
-    model, once per process and reference profile (cached in memory).
+    The state is fitted once, by the first check of the version, and stored
+    as a blob tagged :data:`PERFORMANCE_TAG`; every later check, in any
+    process, reads it and nothing else. The rows it is fitted on (see
+    :func:`labelled_reference_rows`) are held-out ones whenever they exist.
 
     Returns
     -------
     dict
-        ``{"calibration": Calibration | None, "dle": DLE | None, "rows": n}``,
-        with ``"skipped"`` (why) and both None when no labelled rows can be
-        had: the estimates then use the probabilities as given (and no DLE).
+        ``{"calibration": Calibration | None, "dle": DLE | None, "rows": n,
+        "source", "dataset"}``, with ``"skipped"`` (why) and both None when
+        there is no state: the estimates then use the probabilities as given
+        (and no DLE).
+    """
+    digest = version.tags.get(PERFORMANCE_TAG)
+    unreadable = None
+    if digest:
+        try:
+            return read_performance_state(json.loads(ws.artifacts.get_bytes(digest)))
+        except (ShipyardError, ValueError, KeyError, TypeError) as exc:
+            why = exc.message if isinstance(exc, ShipyardError) else f"{type(exc).__name__}: {exc}"
+            unreadable = (f"the stored performance estimators of {version.ref} (blob "
+                          f"{digest[:12]}, tag {PERFORMANCE_TAG}) cannot be read: "
+                          f"{why.splitlines()[0][:200]}")
+            log.warning("%s; fitting them again from the reference's labelled rows", unreadable)
+    try:
+        document = fit_performance_state(ws, version, reference, rows=rows, seed=seed)
+    except Exception as exc:  # noqa: BLE001 -- without labelled rows the estimates still run
+        why = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+        return _unfitted(f"{unreadable}, and fitting them again failed: {why}; the estimate "
+                         "uses the model's probabilities as given (no DLE for regression)"
+                         if unreadable else why)
+    from shipyard.registry import attach_reference
+
+    try:
+        attach_reference(ws, version, performance=document, replaces=digest or None)
+    except ShipyardError as exc:  # used this once; the next check fits again
+        log.warning("could not store the performance estimators of %s: %s", version.ref,
+                    exc.message)
+    return read_performance_state(document)
+
+
+def _unfitted(why: str) -> dict[str, Any]:
+    return {"calibration": None, "dle": None, "rows": 0, "skipped": why}
+
+
+def read_performance_state(document: Mapping[str, Any]) -> dict[str, Any]:
+    """The estimators a stored state document holds (see
+    :func:`performance_reference` for the returned dict).
+
+    Raises
+    ------
+    MonitorError
+        It is not a performance state document.
+    """
+    from shipyard.errors import MonitorError
+
+    if not isinstance(document, Mapping) or document.get("format") != STATE_FORMAT:
+        raise MonitorError(f"not a performance state document ({STATE_FORMAT})")
+    calibration, dle = document.get("calibration"), document.get("dle")
+    return {"calibration": Calibration.from_dict(calibration) if calibration else None,
+            "dle": DLE.from_dict(dle) if dle else None, "rows": int(document["rows"]),
+            "source": document.get("source"), "dataset": document.get("dataset")}
+
+
+def fit_performance_state(ws: Workspace, version: ModelVersion, reference: Any, *,
+                          rows: int = PERFORMANCE_ROWS, seed: int = 0) -> dict[str, Any]:
+    """Fit the version's estimators on :func:`labelled_reference_rows`, scored
+    by the model; return the state document to store.
+
+    Raises
+    ------
+    LookupError
+        No labelled rows, or the model cannot be fitted on (no target, no
+        ``predict_proba``).
     """
     from shipyard.registry import task_of
 
-    key = (str(ws.settings.home), reference.digest)
-    if key in _PERFORMANCE_CACHE:
-        return _PERFORMANCE_CACHE[key]
-    signature = version.signature or {}
-    task, classes, has_proba = task_of(signature)
-    output = signature.get("output") if isinstance(signature.get("output"), Mapping) else {}
-    target = (output or {}).get("target")
-    out: dict[str, Any] = {"calibration": None, "dle": None, "rows": 0}
-    try:
-        if not target or not reference.dataset:
-            raise LookupError("the signature names no target or the reference no dataset")
+    task, classes, has_proba = task_of(version.signature)
+    data, target, note = labelled_reference_rows(ws, version, reference, rows=rows, seed=seed)
+    columns = list(reference.kinds)
+    model = version.load()
+    X = data[columns]
+    document: dict[str, Any] = {"format": STATE_FORMAT, "version": version.ref,
+                                "calibration": None, "dle": None, "rows": len(data), **note,
+                                "created_at": time.time()}
+    if task == "regression":
+        document["dle"] = DLE(reference.kinds, seed=seed).fit(
+            X, np.asarray(model.predict(X), dtype=np.float64), data[target]).to_dict()
+    elif has_proba and classes is not None and hasattr(model, "predict_proba"):
+        document["calibration"] = Calibration(classes).fit(
+            model.predict_proba(X), data[target].tolist()).to_dict()
+    else:
+        raise LookupError(f"{version.ref} gives no probabilities to calibrate")
+    log.info("%s: performance estimators fitted once on %d %s rows of %s", version.ref,
+             len(data), note["source"], note["dataset"])
+    return document
+
+
+def labelled_reference_rows(ws: Workspace, version: ModelVersion, reference: Any, *,
+                            rows: int = PERFORMANCE_ROWS, seed: int = 0
+                            ) -> tuple[Any, str, dict[str, Any]]:
+    """The labelled rows to fit the estimators on, best first: the training
+    run's held-out test rows stored with the reference; the dataset of the
+    version's newest evaluation on other data than it trained on (held out
+    too); the training rows stored with the reference; for a reference built
+    before labelled rows were stored, the training dataset itself (read this
+    once, with a warning). At most ``rows``, seeded.
+
+    Returns
+    -------
+    tuple
+        ``(frame with the input columns and the target, target, note)``;
+        ``note`` says ``source`` (test_split | evaluation | training) and
+        ``dataset`` (and the evaluation's ``run_id``).
+
+    Raises
+    ------
+    LookupError
+        None can be had.
+    """
+    import pandas as pd
+
+    output = (version.signature or {}).get("output")
+    target = output.get("target") if isinstance(output, Mapping) else None
+    if not target:
+        raise LookupError(f"the signature of {version.ref} names no target column")
+    labelled = reference.labelled or {}
+    keep = ("source", "dataset", "split_digest", "run_id", "why")
+    note = {k: labelled[k] for k in keep if k in labelled}
+    if labelled.get("source") == "test_split":
+        return pd.read_parquet(io.BytesIO(ws.artifacts.get_bytes(labelled["digest"]))), \
+            target, note
+    evaluated = _evaluation_dataset(ws, version, other_than=reference.dataset)
+    if evaluated is not None:
+        run_id, dataset = evaluated
+        data, note = ws.datasets.load(dataset), {"source": "evaluation", "dataset": dataset,
+                                                  "run_id": run_id}
+    elif labelled.get("digest"):
+        return pd.read_parquet(io.BytesIO(ws.artifacts.get_bytes(labelled["digest"]))), \
+            target, note
+    elif reference.dataset:
+        log.warning("%s: its reference (built before labelled rows were stored with it) has "
+                    "no labelled rows; the performance estimators are fitted once on its "
+                    "training rows (%s) and stored with the version", version.ref,
+                    reference.dataset)
         data = ws.datasets.load(reference.dataset)
-        columns = [c for c in reference.kinds if c in data.columns]
-        if target not in data.columns or len(columns) < len(reference.kinds):
-            raise LookupError(f"{reference.dataset} lacks the target or an input column")
-        data = data[data[target].notna()]
-        if len(data) > rows:
-            data = data.sample(rows, random_state=seed + 1)
-        data = data.reset_index(drop=True)
-        model = version.load()
-        X = data[columns]
-        if task == "regression":
-            out["dle"] = DLE(reference.kinds, seed=seed).fit(
-                X, np.asarray(model.predict(X), dtype=np.float64), data[target])
-        elif has_proba and classes is not None and hasattr(model, "predict_proba"):
-            out["calibration"] = Calibration(classes).fit(model.predict_proba(X),
-                                                          data[target].tolist())
-        out["rows"] = len(data)
-    except Exception as exc:  # noqa: BLE001 -- without labelled rows the estimates still run
-        out = {"calibration": None, "dle": None, "rows": 0,
-               "skipped": str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__}
-    _PERFORMANCE_CACHE[key] = out
-    return out
+        note = {"source": "training", "dataset": reference.dataset,
+                "why": "the reference has no labelled rows"}
+    else:
+        raise LookupError(f"the reference of {version.ref} names no dataset")
+    missing = [c for c in [*reference.kinds, target] if c not in data.columns]
+    if missing:
+        raise LookupError(f"{note['dataset']} lacks the column(s) {', '.join(missing)}")
+    data = data.loc[data[target].notna(), [*reference.kinds, target]]
+    if len(data) > rows:
+        data = data.sample(rows, random_state=seed + 1)
+    return data.reset_index(drop=True), target, note
 
 
-def reference_performance(ws: Workspace, version: ModelVersion, *, search: int = 50
-                          ) -> dict[str, dict[str, Any]]:
-    """The version's expected performance: ``{metric: {"value", "ci_low",
-    "ci_high", "source"}}`` from its newest evaluation report (``source``
-    "evaluation", with the run id), else its training run's test metrics
-    (``source`` "training"); empty when neither exists."""
+def _evaluations(ws: Workspace, version: ModelVersion, *, search: int = 50
+                 ) -> Iterator[tuple[Any, dict[str, Any]]]:
+    """``(run, report)`` of the version's evaluations, newest first."""
     try:
         runs = ws.runs.search(f"tags.model LIKE '{version.name}@%'", experiment="evaluation",
                               limit=search, status="FINISHED")
@@ -569,8 +712,27 @@ def reference_performance(ws: Workspace, version: ModelVersion, *, search: int =
             report = json.loads(ws.runs.load_artifact(run.id, EVALUATION_REPORT))
         except Exception:  # noqa: BLE001, S112 -- an evaluation run without its report
             continue
-        if (report.get("model") or {}).get("artifact_digest") != version.artifact_digest:
-            continue
+        if (report.get("model") or {}).get("artifact_digest") == version.artifact_digest:
+            yield run, report
+
+
+def _evaluation_dataset(ws: Workspace, version: ModelVersion, *, other_than: str | None
+                        ) -> tuple[str, str] | None:
+    """``(run id, dataset ref)`` of the newest evaluation of ``version`` on a
+    dataset other than ``other_than`` (its training data)."""
+    for run, report in _evaluations(ws, version):
+        dataset = (report.get("dataset") or {}).get("ref")
+        if dataset and dataset != other_than:
+            return run.id, dataset
+    return None
+
+
+def reference_performance(ws: Workspace, version: ModelVersion) -> dict[str, dict[str, Any]]:
+    """The version's expected performance: ``{metric: {"value", "ci_low",
+    "ci_high", "source"}}`` from its newest evaluation report (``source``
+    "evaluation", with the run id), else its training run's test metrics
+    (``source`` "training"); empty when neither exists."""
+    for run, report in _evaluations(ws, version):
         return {name: {"value": m.get("value"), "ci_low": m.get("ci_low"),
                        "ci_high": m.get("ci_high"), "source": "evaluation",
                        "run_id": run.id}

@@ -45,6 +45,11 @@ class Reference:
         Epoch seconds.
     sample
         Up to 2,000 seeded random training rows (inputs), read on first use.
+    labelled
+        The labelled rows stored for the performance estimators:
+        ``{"digest", "rows", "target", "source" (test_split | training),
+        "dataset", ...}``, ``{"skipped": why}``, or None for a reference
+        built before they were stored.
     """
 
     version: str
@@ -59,6 +64,7 @@ class Reference:
     digest: str
     created_at: float
     sample_digest: str | None = None
+    labelled: dict[str, Any] | None = None
     _ws: Any = field(default=None, repr=False, compare=False)
     _sample: Any = field(default=None, repr=False, compare=False)
 
@@ -100,7 +106,8 @@ class Reference:
                        kinds=dict(document["kinds"]), task=str(document["task"]),
                        classes=document.get("classes"), digest=digest,
                        created_at=float(document.get("created_at", 0.0)),
-                       sample_digest=document.get("sample"), _ws=ws)
+                       sample_digest=document.get("sample"),
+                       labelled=document.get("labelled"), _ws=ws)
         except (KeyError, TypeError, ValueError, DataError) as exc:
             raise MonitorError(f"the reference profile of {version} cannot be read: {exc}"
                                ) from exc

@@ -1,7 +1,10 @@
 """One window's monitor report: drift, data quality and performance,
 computed in one streaming pass over the prediction log (docs/monitoring.md
 §3–4). Pure computation: :func:`build_report` reads the workspace and writes
-nothing (``ws.monitor.check`` stores the report and evaluates alerts).
+nothing (``ws.monitor.check`` stores the report and evaluates alerts) but,
+once per version, what later checks must not recompute: the fitted
+performance estimators (and the reference of a version registered without
+one).
 
 Report schema (``MonitorReport.to_dict()``, strict JSON)::
 
@@ -22,7 +25,8 @@ Report schema (``MonitorReport.to_dict()``, strict JSON)::
     performance     {"realized": {metric: {"value", "ci_low", "ci_high", "n"}},
                      "estimated": {...CBPE or DLE...}, "estimator": {"method":
                      "cbpe" | "dle", "calibrated": [class, ...], "reference_rows",
-                     "skipped"?}, "reference": {metric: {"value",
+                     "reference_source" (test_split | evaluation | training),
+                     "reference_dataset", "skipped"?}, "reference": {metric: {"value",
                      "ci_low", "ci_high", "source"}}, "headline", "labelled",
                      "degraded": {"realized": {metric: bool}, "estimated": {...}}}
     verdict         "ok" | "warning" | "alert"; reasons: [why, ...]
@@ -384,7 +388,7 @@ def build_report(ws: Workspace, model: str, *, version: int | None = None,
         outputs.update(answered[[names["prediction"], names["score"]]])
         sample.update(answered[inputs])
         if estimator is not None and chunk.probabilities is not None:
-            estimator.update(chunk.probabilities[ok], answered[names["prediction"]].tolist())
+            estimator.update(chunk.probabilities[ok], answered[names["prediction"]].to_numpy())
         if loss is not None and len(answered):
             loss.update(answered[inputs].reset_index(drop=True),
                         answered[names["prediction"]].to_numpy())
@@ -498,7 +502,8 @@ def _estimator_note(cbpe: Any, loss: Any, fitted: dict[str, Any]) -> dict[str, A
     calibration = fitted.get("calibration")
     note = {"method": "cbpe" if cbpe is not None else "dle",
             "calibrated": calibration.calibrated if calibration is not None else [],
-            "reference_rows": fitted.get("rows", 0)}
+            "reference_rows": fitted.get("rows", 0),
+            "reference_source": fitted.get("source"), "reference_dataset": fitted.get("dataset")}
     if fitted.get("skipped"):
         note["skipped"] = fitted["skipped"]
     return note

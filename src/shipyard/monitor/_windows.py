@@ -313,51 +313,143 @@ def stream(ws: Workspace, window: Window, *, inputs: list[str] | None = None,
     ``inputs``: the input columns (default: those of the records); ``classes``:
     the model's classes (the last is a binary task's positive class); with
     them ``score`` is the positive class's probability (binary) or the
-    largest one (multiclass), else NaN. JSON is parsed :data:`PARSE_ROWS`
-    rows at a time, so the transient Python objects stay small.
+    largest one (multiclass), else NaN. A batch's JSON is parsed by
+    ``pyarrow.json``, into Arrow columns, with no Python object per row; a
+    batch whose JSON is irregular (a refused request logs whatever it was
+    sent) is parsed with ``orjson``, :data:`PARSE_ROWS` rows at a time, so the
+    transient Python objects stay small.
     """
-    import pandas as pd
-
     columns = ["request_id", "ts", "version", "role", "status", "num_rows", "inputs", "outputs"]
     per_request = max(_mean_rows(ws, window), 1.0)
     batch_size = max(1, min(chunk_rows, int(chunk_rows / per_request)))
     step = max(1, int(PARSE_ROWS / per_request))
     names = output_names(inputs) if inputs is not None else None
     cols = inputs
+    schemas: dict[str, Any] = {}  # the JSON's Arrow types, from batch to batch
     parts: list[tuple[pd.DataFrame, np.ndarray | None]] = []
     held = 0
     for batch in scan_batches(ws, columns, model=window.model, start=window.start,
                               end=window.end, version=window.version, role=window.role,
                               batch_size=batch_size):
-        texts = batch.column("inputs").to_pylist()
-        keep = [i for i, t in enumerate(texts) if t is not None]
-        for lo in range(0, len(keep), step):
-            part = keep[lo:lo + step]
-            records = _json_array([texts[i] for i in part])
-            counts = np.fromiter((len(r) for r in records), dtype=np.int64, count=len(records))
-            flat = [row for request in records for row in request]
-            del records
-            if cols is None:
-                cols = list(dict.fromkeys(k for row in flat[:1000] for k in row))
-            if names is None:
-                names = output_names(cols)
-            frame = pd.DataFrame(flat, columns=cols) if flat else pd.DataFrame(columns=cols)
-            del flat
-            proba = _annotate(frame, batch, part, counts, names, classes)
+        keep = np.flatnonzero(batch.column("inputs").is_valid().to_numpy(zero_copy_only=False))
+        parsed = _arrow_inputs(batch.column("inputs").take(keep), cols, schemas) \
+            if len(keep) else None
+        if parsed is not None:  # the whole batch at once, in Arrow
+            frame, counts = parsed
+            pieces = [(frame, keep.tolist(), counts)]
+        else:
+            pieces = _python_inputs(batch, keep.tolist(), cols, step)
+        for frame, part, counts in pieces:
+            cols = cols if cols is not None else list(frame.columns)
+            names = names if names is not None else output_names(cols)
+            proba = _annotate(frame, batch, part, counts, names, classes, schemas)
             parts.append((frame[[*cols, *(names[m] for m in META_COLUMNS)]], proba))
             held += len(frame)
             while held >= chunk_rows:
                 chunk, parts, held = _cut(parts, chunk_rows)
                 yield chunk
-        del texts
     while held > 0:
         chunk, parts, held = _cut(parts, chunk_rows)
         yield chunk
 
 
+def _read_json_lines(texts: pa.Array, key: str, schemas: dict[str, Any]) -> pa.Table:
+    """Parse each JSON text of ``texts`` (no nulls) as the value of ``key``
+    of one row, by ``pyarrow.json`` in one call: with the schema the last
+    batch had (``schemas[key]``: a third faster than inferring it), else, or
+    when the types changed, inferred (and kept in ``schemas``).
+
+    Raises
+    ------
+    pyarrow.ArrowInvalid
+        A value is not JSON, or a field's type changes between rows.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.json as pj
+
+    # One line per text, built in Arrow: the joined values' buffer is the body.
+    lines = pc.binary_join_element_wise(f'{{"{key}":', texts, "}\n", "")
+    _, offsets, values = lines.buffers()
+    bounds = np.frombuffer(offsets, dtype=np.int32)[[lines.offset, lines.offset + len(lines)]]
+    size = int(bounds[1] - bounds[0])
+    body = values.slice(int(bounds[0]), size)
+    options = pj.ReadOptions(use_threads=False, block_size=size + 1)
+    if key in schemas:
+        try:
+            return pj.read_json(pa.BufferReader(body), read_options=options,
+                                parse_options=pj.ParseOptions(explicit_schema=schemas[key]))
+        except pa.ArrowInvalid:
+            pass
+    table = pj.read_json(pa.BufferReader(body), read_options=options)
+    schemas[key] = table.schema
+    return table
+
+
+def _arrow_inputs(texts: pa.Array, cols: list[str] | None, schemas: dict[str, Any]
+                  ) -> tuple[pd.DataFrame, np.ndarray] | None:
+    """The records of many requests' ``inputs`` JSON as one frame (columns
+    ``cols``, default the records' keys) and the rows of each request, parsed
+    by ``pyarrow.json`` and built column by column; None when the texts are
+    not all arrays of flat records of consistent types (a request refused
+    for bad inputs can log anything): the caller then parses them one by one."""
+    import pyarrow as pa
+
+    try:
+        return _arrow_records(_read_json_lines(texts, "r", schemas).column("r"), cols)
+    except pa.ArrowException:
+        return None
+
+
+def _arrow_records(lists: Any, cols: list[str] | None) -> tuple[pd.DataFrame, np.ndarray] | None:
+    """The frame and rows per request of parsed ``inputs`` (a list of
+    structs a request; see :func:`_arrow_inputs`)."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not pa.types.is_list(lists.type) or not pa.types.is_struct(lists.type.value_type) \
+            or lists.null_count:
+        return None
+    counts = pc.list_value_length(lists).to_numpy(zero_copy_only=False).astype(np.int64)
+    rows = pc.list_flatten(lists)
+    struct = lists.type.value_type
+    known = [struct.field(i).name for i in range(struct.num_fields)]
+    if any(pa.types.is_struct(struct.field(i).type) or pa.types.is_list(struct.field(i).type)
+           for i in range(struct.num_fields)):
+        return None  # nested values: as Python objects, like the one-by-one path
+    out = {}
+    for name in (cols if cols is not None else known):
+        if name in known:
+            out[name] = pc.struct_field(rows, name).to_pandas()
+        else:
+            out[name] = pd.Series(np.full(len(rows), np.nan))  # as pandas fills a missing key
+    return pd.DataFrame(out, index=pd.RangeIndex(len(rows))), counts
+
+
+def _python_inputs(batch: pa.RecordBatch, keep: list[int], cols: list[str] | None, step: int
+                   ) -> Iterator[tuple[pd.DataFrame, list[int], np.ndarray]]:
+    """``(frame, requests, rows per request)`` of the requests ``keep`` of
+    ``batch``, :data:`PARSE_ROWS` rows at a time with ``orjson``."""
+    import pandas as pd
+
+    texts = batch.column("inputs").to_pylist()
+    for lo in range(0, len(keep), step):
+        part = keep[lo:lo + step]
+        records = _json_array([texts[i] for i in part])
+        counts = np.fromiter((len(r) for r in records), dtype=np.int64, count=len(records))
+        flat = [row for request in records for row in request]
+        del records
+        if cols is None:
+            cols = list(dict.fromkeys(k for row in flat[:1000] for k in row))
+        frame = pd.DataFrame(flat, columns=cols) if flat else pd.DataFrame(columns=cols)
+        del flat
+        yield frame, part, counts
+
+
 def _annotate(frame: pd.DataFrame, batch: pa.RecordBatch, part: list[int],
-              counts: np.ndarray, names: dict[str, str], classes: list | None
-              ) -> np.ndarray | None:
+              counts: np.ndarray, names: dict[str, str], classes: list | None,
+              schemas: dict[str, Any]) -> np.ndarray | None:
     """Add the meta and output columns to ``frame`` (the records of the
     requests ``part`` of ``batch``); return the probabilities."""
     import pandas as pd
@@ -371,8 +463,10 @@ def _annotate(frame: pd.DataFrame, batch: pa.RecordBatch, part: list[int],
                                         unit="us", utc=True)
     starts = np.repeat(np.cumsum(counts) - counts, counts)
     frame[names["row"]] = np.arange(len(frame)) - starts
-    outputs = batch.column("outputs").take(part).to_pylist()
-    prediction, proba = _outputs(outputs, counts, classes)
+    outputs = batch.column("outputs").take(part)
+    parsed = _arrow_outputs(outputs, counts, classes, schemas)
+    prediction, proba = parsed if parsed is not None else _outputs(outputs.to_pylist(), counts,
+                                                                   classes)
     frame[names["prediction"]] = prediction
     frame[names["score"]] = _score(proba, classes)
     return proba
@@ -440,6 +534,73 @@ def _outputs(outputs: list[str | None], counts: np.ndarray, classes: list | None
                     proba[at:at + n] = block
         at += n
     return prediction, proba
+
+
+def _arrow_outputs(outputs: pa.Array, counts: np.ndarray, classes: list | None,
+                   schemas: dict[str, Any]) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """:func:`_outputs` by ``pyarrow.json``, when every request that answered
+    gave one prediction (and one probability row of the classes' width, when
+    the model has classes and gave probabilities) per input row; None
+    otherwise (the caller then parses them one by one)."""
+    import pyarrow as pa
+
+    answered = outputs.is_valid().to_numpy(zero_copy_only=False).astype(bool)
+    rows = np.repeat(answered, counts)  # the rows of requests that answered
+    width = len(classes) if classes else 0
+    prediction = np.full(int(counts.sum()), None, dtype=object)
+    proba = np.full((len(prediction), width), np.nan) if width else None
+    if not answered.any():
+        return prediction, proba
+    try:
+        answers = _read_json_lines(outputs.filter(answered), "o", schemas).column("o")
+        return _arrow_answers(answers, counts[answered], rows, prediction, proba)
+    except pa.ArrowException:
+        return None
+
+
+def _arrow_answers(answers: Any, counts: np.ndarray, rows: np.ndarray, prediction: np.ndarray,
+                   proba: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """Fill ``prediction`` and ``proba`` at ``rows`` from the parsed answers
+    (see :func:`_arrow_outputs`)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    width = 0 if proba is None else proba.shape[1]
+    kind = answers.type
+    if not pa.types.is_struct(kind) or kind.get_field_index("predictions") < 0 \
+            or answers.null_count:
+        return None
+    predictions = pc.struct_field(answers, "predictions")
+    if not pa.types.is_list(predictions.type) or not _lengths_are(predictions, counts):
+        return None
+    values = pc.list_flatten(predictions)
+    if pa.types.is_struct(values.type) or pa.types.is_list(values.type):
+        return None
+    prediction[rows] = values.to_pylist()  # Python objects, as the one-by-one path gives
+    if kind.get_field_index("probabilities") < 0:
+        return prediction, proba
+    if not width:
+        return None  # the one-by-one path takes the width from the first answer
+    probs = pc.struct_field(answers, "probabilities")
+    if not pa.types.is_list(probs.type) or not pa.types.is_list(probs.type.value_type) \
+            or not _lengths_are(probs, counts):
+        return None
+    inner = pc.list_flatten(probs)
+    if not _lengths_are(inner, np.full(len(inner), width)):
+        return None
+    numbers = pc.list_flatten(inner).cast(pa.float64()).fill_null(np.nan)
+    proba[rows] = numbers.to_numpy(zero_copy_only=False).reshape(-1, width)
+    return prediction, proba
+
+
+def _lengths_are(lists: Any, counts: np.ndarray) -> bool:
+    """Whether list ``i`` of ``lists`` (none null) holds ``counts[i]`` items."""
+    import pyarrow.compute as pc
+
+    if lists.null_count:
+        return False
+    got = pc.list_value_length(lists).to_numpy(zero_copy_only=False)
+    return bool(np.array_equal(got, counts))
 
 
 def _score(proba: np.ndarray | None, classes: list | None) -> np.ndarray | float:

@@ -15,9 +15,22 @@ One JSON blob (format :data:`FORMAT`)::
     kinds            {column: numeric | categorical | datetime | text}
     task, classes    from the signature's output
     dataset          "adult@1"; created_at: epoch seconds
+    labelled         the labelled rows the performance estimators (CBPE's
+                     calibration, DLE) are fitted on, chosen now so that no
+                     check reads the training data: {"digest" of a Parquet
+                     blob (inputs and target of <= 20,000 seeded rows),
+                     "rows", "target", "source", "dataset"}; source
+                     "test_split" (the training run's held-out test rows,
+                     the split rebuilt from its spec.json and checked
+                     against its split.digest; also "split_digest") or
+                     "training" (every training row: in-sample, so
+                     over-confident models look calibrated; "why" says why
+                     no held-out rows); {"skipped": why} without a target
 
-The version's tag :data:`REFERENCE_TAG` names the blob, and both blobs are
-listed among the version's blobs so ``gc`` keeps them. Building it is skipped,
+The version's tag :data:`REFERENCE_TAG` names the blob, and its blobs are
+listed among the version's blobs so ``gc`` keeps them. The monitor stores the
+estimators it fits on the labelled rows, once, as another blob tagged
+:data:`PERFORMANCE_TAG` (:func:`attach_reference` with ``performance``). Building it is skipped,
 with a logged warning and no error, when the version records no training
 dataset, the data lacks a signature column, ``datasketches`` is not
 installed, or the model cannot score the rows.
@@ -42,9 +55,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("shipyard.registry")
 REFERENCE_TAG = "reference.digest"
+#: The version's fitted performance estimators (written by the monitor).
+PERFORMANCE_TAG = "performance.digest"
 FORMAT = "shipyard.reference/1"
 #: Training rows kept as the multivariate tests' reference sample.
 SAMPLE_ROWS = 2_000
+#: Labelled rows kept for the performance estimators, at most.
+LABELLED_ROWS = 20_000
 #: Training rows scored for the prediction profile (a seeded sample beyond).
 PREDICTION_ROWS = 200_000
 _CHUNK = 50_000
@@ -120,10 +137,77 @@ def score_frame(model: Any, frame: pd.DataFrame, task: str) -> pd.DataFrame:
     return out
 
 
+def held_out_rows(ws: Workspace, run_id: str | None, frame: pd.DataFrame, dataset_ref: str
+                  ) -> tuple[Any, dict[str, Any]]:
+    """Positions in ``frame`` (the whole dataset ``dataset_ref``) of the test
+    rows that run ``run_id``'s training held out, and a note of them.
+
+    The split is rebuilt from the study run's ``spec.json`` and accepted only
+    when its digest is the run's ``split.digest``.
+
+    Returns
+    -------
+    tuple
+        ``(positions, {"source": "test_split", "split_digest", "run_id"})``,
+        or ``(None, {"why": ...})`` when there are none to be had.
+    """
+    from shipyard.train import SplitSpec, make_split
+
+    if run_id is None:
+        return None, {"why": "no training run given"}
+    try:
+        run = ws.runs.get(run_id)
+        while run.tags.get("kind") != "study" and run.parent_id is not None:
+            run = ws.runs.get(run.parent_id)
+        spec = json.loads(ws.runs.load_artifact(run.id, "spec.json"))
+    except (ShipyardError, ValueError):
+        return None, {"why": f"run {run_id[:12]} is not a `shipyard train` run (no spec.json)"}
+    pinned = spec.get("dataset") or {}
+    if f"{pinned.get('name')}@{pinned.get('version')}" != dataset_ref:
+        return None, {"why": f"run {run_id[:12]} trained on another dataset"}
+    split = make_split(frame, spec["target"], SplitSpec.model_validate(spec["train"]["split"]),
+                       int(spec.get("seed", 0)))
+    if split.digest != run.tags.get("split.digest") or not len(split.test):
+        return None, {"why": f"the split of run {run.id[:12]} could not be rebuilt"}
+    return split.test, {"source": "test_split", "split_digest": split.digest, "run_id": run.id}
+
+
+def labelled_rows(ws: Workspace, frame: pd.DataFrame, signature: Mapping[str, Any] | None,
+                  dataset_ref: str, *, run_id: str | None = None, seed: int = 0
+                  ) -> dict[str, Any]:
+    """Store the labelled rows of ``frame`` the performance estimators will
+    be fitted on (the held-out ones when :func:`held_out_rows` finds them,
+    else every row; at most :data:`LABELLED_ROWS`, seeded); return the
+    reference document's ``labelled`` entry (see the module docstring)."""
+    output = (signature or {}).get("output")
+    target = output.get("target") if isinstance(output, Mapping) else None
+    if not target or target not in frame.columns:
+        return {"skipped": f"{dataset_ref} has no target column named by the signature"}
+    try:
+        positions, note = held_out_rows(ws, run_id, frame, dataset_ref)
+    except Exception as exc:  # noqa: BLE001 -- held-out rows are a preference, not a need
+        positions, note = None, {"why": f"the split could not be rebuilt: {exc}"[:300]}
+    if positions is None:
+        note = {"source": "training", **note}
+        rows = frame
+    else:
+        rows = frame.iloc[positions]
+    rows = rows.loc[rows[target].notna(), [*input_kinds(signature), target]]
+    if len(rows) > LABELLED_ROWS:
+        rows = rows.sample(LABELLED_ROWS, random_state=seed + 1)
+    buffer = io.BytesIO()
+    rows.reset_index(drop=True).to_parquet(buffer, index=False)
+    return {"digest": ws.artifacts.put_bytes(buffer.getvalue()), "rows": len(rows),
+            "target": target, "dataset": dataset_ref, **note}
+
+
 def build_reference(ws: Workspace, model: Any, signature: Mapping[str, Any] | None,
-                    dataset_ref: str, *, seed: int = 0) -> dict[str, Any]:
+                    dataset_ref: str, *, seed: int = 0, run_id: str | None = None
+                    ) -> dict[str, Any]:
     """Sketch ``dataset_ref``'s rows and ``model``'s answers on them; store the
-    sample blob; return the reference document (not yet stored).
+    sample and labelled-rows blobs (held-out rows of ``run_id``'s training
+    preferred, see :func:`labelled_rows`); return the reference document (not
+    yet stored).
 
     Raises
     ------
@@ -146,6 +230,7 @@ def build_reference(ws: Workspace, model: Any, signature: Mapping[str, Any] | No
     if missing:
         raise DataError(f"{dataset_ref} lacks the signature column(s) "
                         f"{', '.join(map(repr, missing))}")
+    labelled = labelled_rows(ws, data, signature, dataset_ref, run_id=run_id, seed=seed)
     data = data[list(kinds)]
     inputs = FrameSketch(kinds)
     for lo in range(0, len(data), _CHUNK):
@@ -161,7 +246,7 @@ def build_reference(ws: Workspace, model: Any, signature: Mapping[str, Any] | No
     return {"format": FORMAT, "inputs": inputs.to_dict(), "prediction": prediction.to_dict(),
             "sample": ws.artifacts.put_bytes(buffer.getvalue()), "rows": len(data),
             "prediction_rows": len(scored), "sample_rows": len(sample), "kinds": kinds,
-            "task": task, "classes": classes, "dataset": dataset_ref,
+            "task": task, "classes": classes, "dataset": dataset_ref, "labelled": labelled,
             "created_at": time.time()}
 
 
@@ -171,17 +256,22 @@ def store_reference(ws: Workspace, document: Mapping[str, Any]) -> str:
 
 
 def reference_blobs(ws: Workspace, digest: str) -> list[str]:
-    """The blobs of the stored reference ``digest``: itself and its sample."""
+    """The blobs of the stored reference ``digest``: itself, its sample and
+    its labelled rows."""
     document = json.loads(ws.artifacts.get_bytes(digest))
-    return [digest, *([document["sample"]] if document.get("sample") else [])]
+    labelled = (document.get("labelled") or {}).get("digest")
+    return [digest, *(d for d in (document.get("sample"), labelled) if d)]
 
 
 def prepare_reference(ws: Workspace, model: Callable[[], Any], signature: Mapping[str, Any] | None,
                       dataset_ref: str | None, *, tags: Mapping[str, str] | None = None,
-                      what: str = "the new version") -> tuple[dict[str, str], list[str]]:
+                      what: str = "the new version", run_id: str | None = None
+                      ) -> tuple[dict[str, str], list[str]]:
     """Build and store the reference of a version about to be registered.
 
-    ``model`` is called to get the model (loaded only when needed). A
+    ``model`` is called to get the model (loaded only when needed);
+    ``run_id`` is the run it comes from (its held-out test rows become the
+    labelled rows; without it, the training rows do). A
     :data:`REFERENCE_TAG` already in ``tags`` whose blob exists (a version
     copied from another workspace) is kept rather than rebuilt.
 
@@ -205,42 +295,75 @@ def prepare_reference(ws: Workspace, model: Callable[[], Any], signature: Mappin
                     "drift monitoring cannot compare it with production", what)
         return {}, []
     try:
-        document = build_reference(ws, model(), signature, dataset_ref)
+        document = build_reference(ws, model(), signature, dataset_ref, run_id=run_id)
     except Exception as exc:  # noqa: BLE001 -- a missing profile must not stop registration
         log.warning("no reference profile for %s (from %s): %s", what, dataset_ref,
                     str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__)
         return {}, []
     digest = store_reference(ws, document)
-    return {REFERENCE_TAG: digest}, [digest, document["sample"]]
+    labelled = document["labelled"].get("digest")
+    return {REFERENCE_TAG: digest}, [digest, document["sample"], *([labelled] if labelled else [])]
 
 
-def attach_reference(ws: Workspace, version: ModelVersion, *, actor: str | None = None
-                     ) -> ModelVersion:
-    """Build and store the reference of a version registered without one (the
-    only case that reads its training data after registration); tag it
-    :data:`REFERENCE_TAG`, list its blobs, and write an audit entry
-    ``model.reference``. A version that has one is returned unchanged.
+def attach_reference(ws: Workspace, version: ModelVersion, *, actor: str | None = None,
+                     performance: Mapping[str, Any] | None = None,
+                     replaces: str | None = None) -> ModelVersion:
+    """Store what monitoring compares ``version`` with, when it lacks it.
+
+    Without ``performance``: build and store the reference of a version
+    registered without one (the only case that reads its training data after
+    registration); tag it :data:`REFERENCE_TAG`, list its blobs, and write an
+    audit entry ``model.reference``. With ``performance`` (the monitor's
+    fitted estimators, a JSON document): store it as a blob tagged
+    :data:`PERFORMANCE_TAG`, audit entry ``model.performance``. Either is
+    written once: a version that has it (another process may have got there
+    first) is returned as recorded.
 
     Returns
     -------
     ModelVersion
-        The version as now recorded (without the tag when it was skipped:
-        see :func:`prepare_reference`).
+        The version as now recorded (without the tag when the reference was
+        skipped: see :func:`prepare_reference`).
     """
-    from sqlalchemy import select
-
-    from shipyard.security import resolve_actor
-    from shipyard.store.tables import ModelVersionBlobRow, ModelVersionRow, RegisteredModelRow
-
+    if performance is not None:
+        if version.tags.get(PERFORMANCE_TAG) not in (None, "", replaces):
+            return version
+        digest = ws.artifacts.put_bytes(json.dumps(performance, allow_nan=False).encode())
+        return _record_tags(ws, version, {PERFORMANCE_TAG: digest}, [digest],
+                            action="model.performance", actor=actor, replaces=replaces,
+                            details={"version": version.version, "performance": digest,
+                                     "source": performance.get("source"),
+                                     "dataset_version": performance.get("dataset"),
+                                     **({"replaces": replaces} if replaces else {})})
     if version.tags.get(REFERENCE_TAG):
         return version
     dataset_ref = version.dataset_version
     if dataset_ref is None:
         dataset_ref = next(iter(ws.runs.inputs(version.run_id)), None)
     tags, blobs = prepare_reference(ws, version.load, version.signature, dataset_ref,
-                                    what=version.ref)
+                                    what=version.ref, run_id=version.run_id)
     if not tags:
         return version
+    return _record_tags(ws, version, tags, blobs, action="model.reference", actor=actor,
+                        details={"version": version.version, "reference": tags[REFERENCE_TAG],
+                                 "dataset_version": dataset_ref})
+
+
+def _record_tags(ws: Workspace, version: ModelVersion, tags: Mapping[str, str],
+                 blobs: list[str], *, action: str, details: Mapping[str, Any],
+                 actor: str | None, replaces: str | None = None) -> ModelVersion:
+    """Add ``tags`` (unless the version has them already, with a value other
+    than ``replaces``) and ``blobs`` to ``version``, with an audit entry, in
+    one transaction."""
+    from sqlalchemy import select
+
+    from shipyard.security import resolve_actor
+    from shipyard.store.tables import (
+        ModelVersionBlobRow,
+        ModelVersionRow,
+        RegisteredModelRow,
+    )
+
     actor = resolve_actor(actor)
 
     def write(session):
@@ -250,18 +373,17 @@ def attach_reference(ws: Workspace, version: ModelVersion, *, actor: str | None 
                                          RegisteredModelRow.id == ModelVersionRow.model_id)
             .where(RegisteredModelRow.name == version.name,
                    ModelVersionRow.version == version.version)).scalar_one()
-        if (row.tags or {}).get(REFERENCE_TAG):  # another process got there first
-            return
+        if any((row.tags or {}).get(tag) not in (None, "", replaces) for tag in tags):
+            return  # another process got there first
         row.tags = {**(row.tags or {}), **tags}
         have = set(session.execute(select(ModelVersionBlobRow.digest)
                                    .where(ModelVersionBlobRow.version_id == row.id)).scalars())
         session.add_all(ModelVersionBlobRow(version_id=row.id, digest=d)
                         for d in dict.fromkeys(blobs) if d not in have)
         session.flush()
-        ws.audit.append(session, actor=actor, action="model.reference", object_type="model",
-                        object_id=version.name,
-                        details={"version": version.version, "reference": tags[REFERENCE_TAG],
-                                 "dataset_version": dataset_ref})
+        ws.audit.append(session, actor=actor, action=action, object_type="model",
+                        object_id=version.name, details=dict(details))
 
-    ws.db.retry(write, what=f"store the reference profile of {version.ref}", conflicts=True)
+    ws.db.retry(write, what=f"store the {action.split('.')[-1]} of {version.ref}",
+                conflicts=True)
     return ws.models.get(version.ref)

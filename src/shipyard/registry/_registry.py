@@ -342,7 +342,7 @@ class Registry:
         reference_tags, reference_blobs = prepare_reference(
             self._ws, _loader(self._ws, digest), sig,
             next(iter(self._ws.runs.inputs(run.id)), None), tags=tag_map,
-            what=f"the new version of {name}")
+            what=f"the new version of {name}", run_id=run.id)
         tag_map = {**tag_map, **reference_tags}
 
         def write(session: Session) -> ModelVersion:
