@@ -38,6 +38,9 @@ $(VENV)/.dev: pyproject.toml constraints.txt $(VENV)/.run
 
 $(VENV)/.bench: pyproject.toml $(VENV)/.dev
 	command -v wrk >/dev/null || apt-get install -y wrk || sudo apt-get install -y wrk
+	# benchmarks/rag.py's paraphrase questions read WordNet's database files.
+	test -e /usr/share/wordnet/data.noun || apt-get install -y --no-install-recommends wordnet-base \
+	  || sudo apt-get install -y --no-install-recommends wordnet-base
 	$(PIP) install $(CONSTRAIN) -e '.[dev,bench]'
 	touch $@
 

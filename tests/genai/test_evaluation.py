@@ -7,9 +7,20 @@ import math
 
 import pytest
 
-from shipyard.genai import (Answer, Chunk, Citation, EvaluationReport, Hit, Question,
-                            bbc_news, known_item_questions, retrieval_scores, score_answer,
-                            split_questions, support)
+from shipyard.genai import (
+    Answer,
+    Chunk,
+    Citation,
+    EvaluationReport,
+    Hit,
+    Question,
+    bbc_news,
+    known_item_questions,
+    retrieval_scores,
+    score_answer,
+    split_questions,
+    support,
+)
 from shipyard.genai._evaluation import aggregate_answer_scores, mean_scores
 
 
@@ -92,6 +103,22 @@ def test_known_item_questions_over_bbc_news():
     tune, held_out = split_questions(questions, 0.5, seed=1)
     assert len(tune) == 20 and not {q.id for q in tune} & {q.id for q in held_out}
     assert known_item_questions(docs, n=10, seed=3) == known_item_questions(docs, n=10, seed=3)
+
+
+def test_a_sentence_that_near_duplicates_share_lists_them_all_as_relevant():
+    from shipyard.genai import Document
+
+    shared = "The central bank lifted interest rates to fight inflation."
+    docs = [Document.from_text(f"{title}\n\n{body}", source=f"d{i}.txt", title=title)
+            for i, (title, body) in enumerate([
+                ("Bank raises rates", f"{shared} Markets fell."),
+                ("Rates rise again", f"{shared} Shares slid on the news."),
+                ("Striker wins cup", "The striker scored twice as the club won the final.")])]
+    questions = {q.text: q.relevant for q in known_item_questions(docs)}
+    # odd positions ask the first sentence: both articles hold d1's
+    assert questions[shared] == (docs[1].doc_id, docs[0].doc_id)
+    assert questions["Bank raises rates"] == (docs[0].doc_id,)  # titles: their own article
+    assert questions["Striker wins cup"] == (docs[2].doc_id,)
 
 
 def test_questions_coerce_from_mappings():

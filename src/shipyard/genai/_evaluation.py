@@ -22,7 +22,15 @@ from shipyard.genai._bm25 import analyse
 from shipyard.genai._embeddings import Embedder
 from shipyard.genai._generation import answer_sentences, split_sentences
 from shipyard.genai._records import Answer, Document, Hit
-from shipyard.genai._retrieval import FUSIONS, MODES, Retriever, fuse, hybrid_depths
+from shipyard.genai._retrieval import (
+    DEFAULT_FUSION,
+    DEFAULT_FUSION_WEIGHTS,
+    FUSIONS,
+    MODES,
+    Retriever,
+    fuse,
+    hybrid_depth,
+)
 
 NDCG_AT = 10
 #: Longest question text accepted, in characters.
@@ -410,7 +418,8 @@ def known_item_questions(documents: Sequence[Document], *, n: int | None = None,
     positions) or the first sentence of its body (odd positions) is the query
     and the document is the relevant one. Documents with identical content
     are counted once (the first, as ingestion keeps it); a query shared by
-    several documents lists them all as relevant.
+    several documents (the same title, or a sentence that near-duplicate
+    articles both hold) lists them all as relevant.
 
     Parameters
     ----------
@@ -437,6 +446,11 @@ def known_item_questions(documents: Sequence[Document], *, n: int | None = None,
     relevant: dict[str, list[str]] = {}
     for query, doc_id in queries:
         relevant.setdefault(query.lower(), []).append(doc_id)
+    for doc in docs:  # a sentence query has every document holding it as an answer
+        for a, b in split_sentences(doc.text):
+            held = relevant.get(" ".join(doc.text[a:b].split()).lower())
+            if held is not None and doc.doc_id not in held:
+                held.append(doc.doc_id)
     out = [Question(text=q, relevant=tuple(relevant[q.lower()]), id=f"known-item-{i}")
            for i, (q, _) in enumerate(queries)]
     out = list({q.text.lower(): q for q in out}.values())
@@ -457,12 +471,15 @@ def split_questions(questions: Sequence[Question], fraction: float = 0.5, *, see
 def tune_fusion(retriever: Retriever, questions: Sequence[Question], *, k: int = 10,
                 rrf_ks: Sequence[float] = (10, 30, 60, 100),
                 bm25_weights: Sequence[float] = (0.5, 0.75, 1.0, 1.5, 2.0),
-                convex_bm25_weights: Sequence[float] = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
+                convex_bm25_weights: Sequence[float] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7,
+                                                        0.8, 0.9),
                 fusions: Sequence[str] = FUSIONS, fetch_k: int | None = None
                 ) -> dict[str, Any]:
     """Choose the fusion that gives the best recall@k (then MRR) on
     ``questions``: RRF over ``rrf_ks`` × ``bm25_weights`` (dense weight 1),
-    convex fusion over ``convex_bm25_weights`` (dense weight 1 − w). Tune on
+    convex fusion over ``convex_bm25_weights`` (dense weight 1 − w). The
+    default fusion is tried first and kept on a tie: tuning leaves it only
+    for a better score, not for an equal one found later in the grid. Tune on
     one part of a question set, report on the other (:func:`split_questions`).
     Candidates are those :meth:`Retriever.search` fuses for the depth
     :func:`evaluate_retrieval` asks for (``fetch_k``: as in ``search``).
@@ -474,10 +491,13 @@ def tune_fusion(retriever: Retriever, questions: Sequence[Question], *, k: int =
     if bad:
         raise GenAIError(f"unknown fusion {bad[0]!r}", hint=f"use one of {FUSIONS}")
     vectors = retriever.embedder.embed([q.text for q in questions])
-    dense_n, bm25_n = hybrid_depths(max(k, NDCG_AT), fetch_k)
-    lists = [(retriever.dense(q.text, dense_n, vector=vectors[i]),
-              retriever.bm25(q.text, bm25_n)) for i, q in enumerate(questions)]
+    depth = hybrid_depth(max(k, NDCG_AT), fetch_k)
+    lists = [(retriever.dense(q.text, depth, vector=vectors[i]),
+              retriever.bm25(q.text, depth)) for i, q in enumerate(questions)]
     grid: list[tuple[str, float, dict[str, float]]] = []
+    if DEFAULT_FUSION in fusions:  # first, so that a tie keeps it
+        grid.append((DEFAULT_FUSION, float(retriever.rrf_k),
+                     dict(DEFAULT_FUSION_WEIGHTS[DEFAULT_FUSION])))
     if "rrf" in fusions:
         grid += [("rrf", float(c), {"dense": 1.0, "bm25": float(w)})
                  for c in rrf_ks for w in bm25_weights]
@@ -489,7 +509,8 @@ def tune_fusion(retriever: Retriever, questions: Sequence[Question], *, k: int =
     for method, rrf_k, weights in grid:
         rows = []
         for q, (dense, sparse) in zip(questions, lists):
-            fused = fuse({"dense": dense, "bm25": sparse}, method, rrf_k=rrf_k, weights=weights)
+            fused = fuse({"dense": dense, "bm25": sparse}, method, rrf_k=rrf_k,
+                         weights=weights, depth=depth)
             rows.append(retrieval_scores(doc_ranking(fused), q.relevant, k))
         means, _ = mean_scores(rows, [f"recall@{k}", f"mrr@{k}"])
         key = (means[f"recall@{k}"] or 0.0, means[f"mrr@{k}"] or 0.0)

@@ -15,6 +15,7 @@ import numpy as np
 
 from shipyard.errors import GenAIError
 from shipyard.genai._bm25 import BM25Index, analyse
+from shipyard.genai._collections import ChunkTable
 from shipyard.genai._embeddings import Embedder
 from shipyard.genai._filters import matches, parse_where
 from shipyard.genai._records import Chunk, Hit
@@ -24,18 +25,21 @@ from shipyard.genai._vectorstore import VectorStore
 #: Retrieval modes.
 MODES = ("dense", "bm25", "hybrid")
 #: Fusion methods of hybrid search: reciprocal-rank fusion, or a convex sum
-#: of each retriever's min-max normalised scores.
+#: of each retriever's normalised scores.
 FUSIONS = ("rrf", "convex")
 #: The fusion ``ws.rag`` uses unless a collection has a tuned one (see
-#: benchmarks/RESULTS.md, RAG): chosen on held-out BBC News questions, where
-#: BM25 is much stronger than dense on known-item queries and dense helps on
-#: sentence queries.
+#: benchmarks/RESULTS.md, RAG): convex, weights chosen on the tuning halves of
+#: three BBC News question sets (copied titles and sentences, where BM25 is
+#: strong, and the same questions in WordNet synonyms, where dense is).
 DEFAULT_FUSION = "convex"
 #: The RRF constant (k=60 is Cormack et al.'s).
 DEFAULT_RRF_K = 60
 #: Default weights per fusion method.
 DEFAULT_FUSION_WEIGHTS = {"rrf": {"dense": 1.0, "bm25": 1.0},
-                          "convex": {"dense": 0.15, "bm25": 0.85}}
+                          "convex": {"dense": 0.1, "bm25": 0.9}}
+#: The lowest score each retriever can give (cosine similarity, BM25), the
+#: floor of convex fusion's normalisation.
+SCORE_FLOORS = {"dense": -1.0, "bm25": 0.0}
 DEFAULT_WEIGHTS = DEFAULT_FUSION_WEIGHTS[DEFAULT_FUSION]
 
 
@@ -56,29 +60,39 @@ def reciprocal_rank_fusion(rankings: Mapping[str, Sequence[Hit]], *, k: float = 
     (['b', 'a', 'c'], 'hybrid')
     """
     return _fuse_by(rankings, weights, limit, "rrf",
-                    lambda hits: [1.0 / (k + rank) for rank in range(1, len(hits) + 1)])
+                    lambda _, hits: [1.0 / (k + rank) for rank in range(1, len(hits) + 1)])
 
 
 def _fuse_by(rankings: Mapping[str, Sequence[Hit]], weights: Mapping[str, float] | None,
              limit: int | None, label: str,
-             parts: Callable[[Sequence[Hit]], Sequence[float]]) -> list[Hit]:
-    """``score(c) = Σ weight_r · part_r(c)`` over the lists, ``parts(hits)``
-    giving each hit's part in its list; ties go to the chunk ranked higher in
-    the first list it appears in. The fused hits keep every retriever's score
-    and the fused one under ``label``."""
+             parts: Callable[[str, Sequence[Hit]], Sequence[float]],
+             missing: Callable[[str, Sequence[Hit], Sequence[float]], float] | None = None
+             ) -> list[Hit]:
+    """``score(c) = Σ weight_r · part_r(c)`` over the lists, ``parts(name,
+    hits)`` giving each hit's part in its list and ``missing(name, hits,
+    parts)`` the part of a chunk the list lacks (0 by default); ties go to the
+    chunk ranked higher in the first list it appears in. The fused hits keep
+    every retriever's score and the fused one under ``label``."""
     weights = dict(weights or {})
     fused: dict[str, float] = {}
     first: dict[str, tuple[int, int]] = {}
     found: dict[str, Chunk] = {}
     components: dict[str, dict[str, float]] = {}
+    absent: list[tuple[float, set[str]]] = []
     for order, (name, hits) in enumerate(rankings.items()):
         weight = float(weights.get(name, 1.0))
-        for rank, (hit, part) in enumerate(zip(hits, parts(hits)), start=1):
+        shares = parts(name, hits)
+        for rank, (hit, part) in enumerate(zip(hits, shares), start=1):
             cid = hit.chunk.id
             fused[cid] = fused.get(cid, 0.0) + weight * part
             first.setdefault(cid, (rank, order))
             found.setdefault(cid, hit.chunk)
             components.setdefault(cid, {}).update(hit.scores or {name: hit.score})
+        if missing is not None:
+            absent.append((weight * missing(name, hits, shares), {h.chunk.id for h in hits}))
+    for share, listed in absent:
+        for cid in fused.keys() - listed:
+            fused[cid] += share
     ids = sorted(fused, key=lambda c: (-fused[c], first[c]))
     if limit is not None:
         ids = ids[:limit]
@@ -88,10 +102,22 @@ def _fuse_by(rankings: Mapping[str, Sequence[Hit]], weights: Mapping[str, float]
 
 def convex_fusion(rankings: Mapping[str, Sequence[Hit]], *,
                   weights: Mapping[str, float] | None = None,
-                  limit: int | None = None) -> list[Hit]:
-    """Fuse ranked lists by score: ``score(c) = Σ weight_r · norm_r(c)``, where
-    ``norm_r`` min-max scales list ``r``'s scores to [0, 1] (1 when all are
-    equal) and a chunk missing from a list gets 0 there.
+                  limit: int | None = None, depth: int | None = None) -> list[Hit]:
+    """Fuse ranked lists by score: ``score(c) = Σ weight_r · norm_r(c)``.
+
+    ``norm_r`` scales list ``r``'s scores from the lowest score its retriever
+    can give (:data:`SCORE_FLOORS`: -1 for cosine, 0 for BM25; a list of
+    another name uses its own lowest) to its best score: 0 to 1
+    ("theoretical min-max", Bruch et al., 2023). Unlike min-max over the list
+    this does not depend on how deep the list goes, and a retriever whose
+    candidates all score alike (dense near-ties) does not get a spread it
+    does not have.
+
+    A chunk missing from a list that came back full (``depth`` hits) scored
+    at most the list's last score there, and gets that: both lists fetched
+    the same depth, so each is credited alike for what it did not show. A
+    chunk missing from a shorter list (or with ``depth`` None) gets 0: that
+    list holds everything its retriever found.
 
     Unlike RRF it keeps how far apart the scores are, so a retriever that is
     sure (a large BM25 margin) is not outvoted by a near-tie in the other.
@@ -101,35 +127,40 @@ def convex_fusion(rankings: Mapping[str, Sequence[Hit]], *,
     >>> a, b, c = (Chunk(id=x, doc_id=x, text=x, start=0, end=1, source=x, title=x)
     ...            for x in "abc")
     >>> fused = convex_fusion({"dense": [Hit(a, .9), Hit(b, .8)],
-    ...                        "bm25": [Hit(b, 7.0, retriever="bm25"),
-    ...                                 Hit(c, 5.0, retriever="bm25")]},
-    ...                       weights={"dense": 0.3, "bm25": 0.7})
-    >>> [(h.chunk.id, round(h.score, 2)) for h in fused]
-    [('b', 0.7), ('a', 0.3), ('c', 0.0)]
+    ...                        "bm25": [Hit(b, 8.0, retriever="bm25"),
+    ...                                 Hit(c, 4.0, retriever="bm25")]},
+    ...                       weights={"dense": 0.5, "bm25": 0.5}, depth=2)
+    >>> [(h.chunk.id, round(h.score, 3)) for h in fused]  # c: dense at most .8
+    [('b', 0.974), ('a', 0.75), ('c', 0.724)]
     """
-    return _fuse_by(rankings, weights, limit, "convex", _min_max)
+    return _fuse_by(rankings, weights, limit, "convex", _normalised,
+                    lambda _, hits, parts: min(parts) if depth and len(hits) >= depth else 0.0)
 
 
-def _min_max(hits: Sequence[Hit]) -> list[float]:
-    """The hits' scores scaled to [0, 1] (all 1 when they are equal)."""
+def _normalised(name: str, hits: Sequence[Hit]) -> list[float]:
+    """The hits' scores scaled from their retriever's floor (see
+    :data:`SCORE_FLOORS`; else the lowest of them) to the best of them: 0 to
+    1 (all 1 when they are equal)."""
     if not hits:
         return []
-    low = min(h.score for h in hits)
-    spread = max(h.score for h in hits) - low
-    return [(h.score - low) / spread if spread > 0 else 1.0 for h in hits]
+    scores = [h.score for h in hits]
+    low = min(SCORE_FLOORS.get(name, min(scores)), min(scores))
+    spread = max(scores) - low
+    return [(s - low) / spread if spread > 0 else 1.0 for s in scores]
 
 
 def fuse(rankings: Mapping[str, Sequence[Hit]], method: str = DEFAULT_FUSION, *,
          rrf_k: float = DEFAULT_RRF_K, weights: Mapping[str, float] | None = None,
-         limit: int | None = None) -> list[Hit]:
+         limit: int | None = None, depth: int | None = None) -> list[Hit]:
     """Fuse ranked lists with ``method`` (one of :data:`FUSIONS`); ``weights``
-    default to :data:`DEFAULT_FUSION_WEIGHTS` of the method."""
+    default to :data:`DEFAULT_FUSION_WEIGHTS` of the method, ``depth`` is
+    how many hits each list was asked for (see :func:`convex_fusion`)."""
     if method not in FUSIONS:
         raise GenAIError(f"unknown fusion {method!r}", hint=f"use one of {FUSIONS}")
     weights = DEFAULT_FUSION_WEIGHTS[method] if weights is None else weights
     if method == "rrf":
         return reciprocal_rank_fusion(rankings, k=rrf_k, weights=weights, limit=limit)
-    return convex_fusion(rankings, weights=weights, limit=limit)
+    return convex_fusion(rankings, weights=weights, limit=limit, depth=depth)
 
 
 def mmr_select(query: np.ndarray, candidates: np.ndarray, k: int, lambda_: float = 0.5
@@ -268,23 +299,22 @@ class EmbeddingReranker(Reranker):
 
 
 # ------------------------------------------------------------------ retriever
-def hybrid_depths(k: int, fetch_k: int | None = None, *, deep: bool = False) -> tuple[int, int]:
-    """How many candidates hybrid search asks the dense and the BM25 leg for.
+def hybrid_depth(k: int, fetch_k: int | None = None, *, deep: bool = False) -> int:
+    """How many candidates hybrid search asks each leg (dense and BM25) for.
 
-    BM25 candidates cost next to nothing (one sparse dot product, then a
-    partial sort), dense ones do not: an indexed vector store re-ranks
-    ``refine × n`` full vectors, so 40 candidates cost about 3x as much as 10.
-    A plain hybrid search of ``k`` therefore takes ``k`` dense and
-    ``max(4k, 20)`` BM25 candidates; with a reranker or MMR (``deep``), or an
-    explicit ``fetch_k``, both legs fetch ``fetch_k`` (default ``max(4k, 20)``).
+    Dense candidates are dear (an indexed vector store re-ranks ``refine ×
+    n`` full vectors, so 40 cost about 3x as much as 10) and convex fusion
+    wants both lists equally deep (see :func:`convex_fusion`). A plain hybrid
+    search of ``k`` therefore takes ``k`` from each; with a reranker or MMR
+    (``deep``), or an explicit ``fetch_k``, each fetches ``fetch_k`` (default
+    ``max(4k, 20)``).
 
-    >>> hybrid_depths(10), hybrid_depths(10, 50), hybrid_depths(10, deep=True)
-    ((10, 40), (50, 50), (40, 40))
+    >>> hybrid_depth(10), hybrid_depth(10, 50), hybrid_depth(10, deep=True)
+    (10, 50, 40)
     """
-    fetch = max(fetch_k or max(4 * k, 20), k)
     if deep or fetch_k is not None:
-        return fetch, fetch
-    return k, fetch
+        return max(fetch_k or max(4 * k, 20), k)
+    return k
 
 
 class Retriever:
@@ -297,7 +327,9 @@ class Retriever:
     embedder
         Embeds questions; must be the one the table was built with.
     chunks
-        The indexed chunks, in the BM25 index's order.
+        The indexed chunks, in the BM25 index's order: any sequence, kept
+        as given (a :class:`~shipyard.genai._collections.ChunkTable` builds
+        only the chunks a query returns); another iterable is listed.
     bm25
         A fitted :class:`BM25Index` over ``chunks`` (fitted here if omitted).
     fusion, rrf_k, weights
@@ -315,7 +347,7 @@ class Retriever:
         self.store = store
         self.table = table
         self.embedder = embedder
-        self.chunks = list(chunks)
+        self.chunks = chunks if isinstance(chunks, Sequence) else list(chunks)
         self.bm25_index = bm25 if bm25 is not None else \
             BM25Index().fit([c.indexed_text for c in self.chunks])
         self.rrf_k = rrf_k
@@ -331,6 +363,8 @@ class Retriever:
         return self.embedder.embed([question])[0]
 
     def _mask(self, conditions: tuple) -> np.ndarray:
+        if isinstance(self.chunks, ChunkTable):  # over its columns, no Chunk built
+            return self.chunks.mask(conditions)
         return np.fromiter((matches(conditions, c) for c in self.chunks), dtype=bool,
                            count=len(self.chunks))
 
@@ -370,9 +404,9 @@ class Retriever:
             Re-score the candidates before the cut to ``k``.
         fetch_k
             Candidates fetched per retriever before fusion, reranking or MMR;
-            default ``max(4k, 20)``, except the dense leg of a plain hybrid
-            search (no reranker, no MMR), which fetches ``k`` (see
-            :func:`hybrid_depths`).
+            default ``max(4k, 20)``, except a plain hybrid search (no
+            reranker, no MMR), whose legs fetch ``k`` each (see
+            :func:`hybrid_depth`).
         vector
             The question's embedding, if already computed.
         tracer
@@ -402,16 +436,17 @@ class Retriever:
                     hits = self.bm25(question, fetch, where)
                     sub.update(hit_attributes(hits))
             else:
-                dense_n, bm25_n = hybrid_depths(k, fetch_k, deep=deep)
+                depth = hybrid_depth(k, fetch_k, deep=deep)
                 with span(tracer, "dense") as sub:
-                    dense = self.dense(question, dense_n, where, vector=vector)
+                    dense = self.dense(question, depth, where, vector=vector)
                     sub.update(hit_attributes(dense))
                 with span(tracer, "bm25") as sub:
-                    lexical = self.bm25(question, bm25_n, where)
+                    lexical = self.bm25(question, depth, where)
                     sub.update(hit_attributes(lexical))
                 with span(tracer, "fuse", method=self.fusion, rrf_k=self.rrf_k) as sub:
                     hits = fuse({"dense": dense, "bm25": lexical}, self.fusion,
-                                rrf_k=self.rrf_k, weights=self.weights, limit=fetch)
+                                rrf_k=self.rrf_k, weights=self.weights, limit=fetch,
+                                depth=depth)
                     sub.update(hit_attributes(hits))
             if tracer is not None:
                 attrs.update(hit_attributes(hits[:k] if not deep else hits))
