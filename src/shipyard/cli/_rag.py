@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 #: Retrieval modes, as ``ws.rag.query`` names them.
 MODES = ("hybrid", "dense", "bm25")
+#: ``--embedder`` names: the bundled MiniLM in each precision.
+LOCAL_EMBEDDERS = {"minilm": "fp32", "minilm-int8": "int8"}
 #: Longest question accepted (the embedding model reads its first 256 tokens).
 MAX_QUESTION_CHARS = 4000
 #: Largest question file ``rag eval --questions`` reads.
@@ -111,6 +113,12 @@ def ingest(
     keep_missing: Annotated[bool, typer.Option(
         "--keep-missing", help="Keep documents of the previous version that PATHS lack "
                                "(add or update only).")] = False,
+    embedder: Annotated[str | None, typer.Option(
+        "--embedder", metavar="NAME",
+        help="Embedding model of a new collection: minilm-int8 (the default: the offline "
+             "MiniLM quantised to int8, about 4x faster on a CPU, retrieval as good) or "
+             "minilm (float32, the vectors of sentence-transformers). An existing "
+             "collection keeps its own.")] = None,
     as_json: Annotated[bool, json_option(
         "Print the version (ref, new, changes, chunks, refused with reasons, seconds) as "
         "JSON; progress goes to stderr.")] = False,
@@ -128,12 +136,17 @@ def ingest(
       shipyard rag ingest handbook docs/ faq.md report.pdf
 
       shipyard rag ingest handbook docs/ --json | jq .changes
+
+      shipyard rag ingest exact docs/ --embedder minilm
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from shipyard.genai import iter_document_files
 
     _check_name(name)
+    if embedder is not None and embedder not in LOCAL_EMBEDDERS:
+        raise typer.BadParameter(f"unknown embedder {embedder!r}; use one of "
+                                 f"{', '.join(LOCAL_EMBEDDERS)}", param_hint="'--embedder'")
     missing = [str(p) for p in paths if not p.exists()]
     if missing:  # before anything: a typo must not remove documents
         raise typer.BadParameter(
@@ -158,6 +171,8 @@ def ingest(
 
             version = ws.rag.ingest(name, files, store=store, chunk_tokens=chunk_tokens,
                                     overlap=overlap, remove_missing=not keep_missing,
+                                    embedder=None if embedder is None else
+                                    {"kind": "local", "precision": LOCAL_EMBEDDERS[embedder]},
                                     progress=progress)
         seconds = time.perf_counter() - started
         if as_json:
