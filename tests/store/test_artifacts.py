@@ -185,3 +185,58 @@ def test_workspace_gc_keeps_blobs_referenced_by_records(workspace):
     report = workspace.gc(grace_seconds=0)
     assert report.deleted == [orphan]
     assert workspace.artifacts.get_bytes(referenced) == b"environment json"
+
+
+@pytest.mark.parametrize("key", [None, KEY], ids=["plain", "encrypted"])
+def test_put_file_streams_in_bounded_memory(tmp_path, key):
+    import tracemalloc
+
+    store = ArtifactStore(str(tmp_path / "s"), key=key)
+    data = os.urandom(12 << 20)
+    src = tmp_path / "big.bin"
+    src.write_bytes(data)
+    tracemalloc.start()
+    try:
+        digest = store.put_file(src)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert digest == sha256_bytes(data)
+    assert peak < 4 << 20  # a few 1 MiB blocks, not the 12 MiB file
+    assert store.get_bytes(digest) == data
+    assert store.get_file(digest, tmp_path / "copy.bin").read_bytes() == data
+    assert store.put_file(src) == digest  # idempotent
+    assert list((tmp_path / "s" / "tmp").iterdir()) == []
+
+
+def test_put_file_to_an_object_store_round_trips(tmp_path):
+    store = ArtifactStore(f"memory://{tmp_path.name}", key=KEY)
+    src = tmp_path / "big.bin"
+    src.write_bytes(os.urandom(3 << 20))
+    digest = store.put_file(src)
+    assert store.get_bytes(digest) == src.read_bytes()
+
+
+def test_put_file_encrypts_as_put_bytes_does(tmp_path):
+    store = ArtifactStore(str(tmp_path / "s"), key=KEY)
+    src = tmp_path / "secret.txt"
+    src.write_bytes(b"the launch code is 0000" * 100_000)
+    digest = store.put_file(src)
+    raw = (tmp_path / "s" / "blobs" / digest[:2] / digest).read_bytes()
+    assert raw.startswith(MAGIC) and b"launch code" not in raw
+    with pytest.raises(EncryptionError, match="no key"):
+        ArtifactStore(str(tmp_path / "s")).get_bytes(digest)
+    with pytest.raises(EncryptionError, match="could not be decrypted"):
+        ArtifactStore(str(tmp_path / "s"), key=OTHER_KEY).get_bytes(digest)
+    assert store.get_bytes(digest) == src.read_bytes()
+
+
+def test_get_file_of_a_corrupted_blob_leaves_nothing(tmp_path):
+    store = ArtifactStore(str(tmp_path / "s"))
+    digest = store.put_bytes(os.urandom(3 << 20))
+    path = tmp_path / "s" / "blobs" / digest[:2] / digest
+    path.write_bytes(b"x" + path.read_bytes()[1:])
+    with pytest.raises(ArtifactCorruptedError):
+        store.get_file(digest, tmp_path / "out" / "copy.bin")
+    assert list((tmp_path / "out").iterdir()) == []
+

@@ -157,7 +157,8 @@ def ingest(
         files.extend(iter_document_files([path]) if path.is_dir() else [path])
     with _workspace() as ws:
         started = time.perf_counter()
-        labels = {"read": "documents read", "embed": "chunks embedded", "write": "chunks written"}
+        labels = {"read": "documents read", "embed": "chunks embedded", "write": "chunks written",
+                  "index": "indexes built"}  # BM25, then the vector index
         with stdout_reserved(as_json), Progress(
                 "[bold]{task.description:<16}", BarColumn(), MofNCompleteColumn(),
                 TimeElapsedColumn(), console=console, transient=False,

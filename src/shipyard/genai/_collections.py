@@ -283,6 +283,106 @@ def chunks_from_arrow(table) -> list[Chunk]:
     return [Chunk(*row) for row in zip(*columns)]
 
 
+def write_chunk_table(parquet: str | os.PathLike, path: str | os.PathLike,
+                      batch_size: int = 16_384) -> None:
+    """Copy a ``chunks.parquet`` file to an uncompressed Arrow IPC file at
+    ``path`` (atomically), a batch at a time: the file :class:`ChunkTable`
+    memory-maps."""
+    import uuid
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    part = f"{os.fspath(path)}.{uuid.uuid4().hex}.part"
+    try:
+        with pa.OSFile(part, "wb") as sink, pa.ipc.new_file(sink, chunk_schema()) as out:
+            for batch in pq.ParquetFile(str(parquet)).iter_batches(batch_size=batch_size):
+                out.write_batch(batch)
+        os.replace(part, path)
+    finally:
+        if os.path.exists(part):
+            os.unlink(part)
+
+
+class ChunkTable(Sequence[Chunk]):
+    """The chunks of a version, read-only and lazy: an Arrow table memory-mapped
+    from an IPC file (:func:`write_chunk_table`). Opening it reads no rows; a
+    :class:`Chunk` is built only for a row asked for, and :meth:`mask`
+    evaluates a metadata filter over the columns, so a retriever over a
+    million chunks holds none of them in memory.
+
+    >>> from shipyard.genai._filters import parse_where
+    >>> cs = [Chunk(id=f"d:{i}", doc_id="d", text=f"t{i}", start=i, end=i + 1, source="d",
+    ...             title="", page=i) for i in range(3)]
+    >>> table = ChunkTable(chunks_to_table(cs))
+    >>> len(table), table[-1].text, table.mask(parse_where({"page": {"$gte": 1}})).tolist()
+    (3, 't2', [False, True, True])
+    """
+
+    def __init__(self, table):
+        self.table = table
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> ChunkTable:
+        """Memory-map the IPC file at ``path``."""
+        import pyarrow as pa
+
+        return cls(pa.ipc.open_file(pa.memory_map(os.fspath(path))).read_all())
+
+    def __repr__(self) -> str:
+        return f"ChunkTable({len(self)} chunks)"
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return self.take(range(*index.indices(len(self))))
+        n = len(self)
+        if isinstance(index, bool) or not -n <= index < n:
+            raise IndexError(f"chunk {index} of {n}")
+        return chunks_from_arrow(self.table.slice(index % n, 1))[0]
+
+    def __iter__(self) -> Iterator[Chunk]:
+        for batch in self.table.to_batches(max_chunksize=4_096):
+            yield from chunks_from_arrow(batch)
+
+    def take(self, positions: Sequence[int]) -> list[Chunk]:
+        """The chunks at ``positions``, in that order."""
+        return chunks_from_arrow(self.table.take(list(positions)))
+
+    def mask(self, conditions: tuple) -> Any:
+        """Which chunks pass every condition (``parse_where``'s), as a boolean
+        numpy array: the same as ``matches`` chunk by chunk, computed by Arrow
+        over the columns (an empty field passes only ``$eq: None``)."""
+        import numpy as np
+
+        keep = np.ones(len(self), dtype=bool)
+        for cond in conditions:
+            passed = _condition(self.table.column(cond.field), cond)
+            keep &= passed.fill_null(False).to_numpy(zero_copy_only=False)
+        return keep
+
+
+def _condition(column, cond):
+    """Arrow boolean array of one filter condition over a column (null where
+    the field is empty and the comparison has no answer)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_integer(column.type):  # filter values may be up to 2**31
+        column = column.cast(pa.int64())
+    op, value = cond.op, cond.value
+    if op in ("in", "nin"):
+        found = pc.is_in(column, value_set=pa.array(list(value), column.type))
+        return found if op == "in" else pc.and_(pc.invert(found), pc.is_valid(column))
+    if value is None:
+        return pc.is_null(column) if op == "eq" else pc.is_valid(column)
+    compare = {"eq": pc.equal, "ne": pc.not_equal, "gt": pc.greater, "gte": pc.greater_equal,
+               "lt": pc.less, "lte": pc.less_equal}[op]
+    return compare(column, pa.scalar(value, column.type))
+
+
 # ------------------------------------------------------------------ records
 class CollectionRecords:
     """Reads and writes collection versions through the workspace's runs."""

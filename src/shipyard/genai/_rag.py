@@ -27,10 +27,11 @@ from shipyard.genai._bm25 import BM25Index
 from shipyard.genai._chunking import TokenChunker, doc_key
 from shipyard.genai._collections import (EXPERIMENT, TAG_COLLECTION, TAG_DROPPED, TAG_KIND,
                                          TAG_MANIFEST, TAG_VERSION, CollectionRecords,
-                                         CollectionVersion, DocumentRecord, Refusal,
+                                         ChunkTable, CollectionVersion, DocumentRecord, Refusal,
                                          check_collection_alias, check_collection_name,
-                                         chunk_file_writer, chunks_from_arrow, chunks_from_parquet,
-                                         chunks_to_table, indexed_texts, parse_collection_ref)
+                                         chunk_file_writer, chunk_schema, chunks_from_arrow,
+                                         chunks_from_parquet, chunks_to_table, indexed_texts,
+                                         parse_collection_ref, write_chunk_table)
 from shipyard.genai._documents import MAX_DOCUMENT_BYTES, iter_document_files, read_document
 from shipyard.genai._embeddings import (Embedder, EmbeddingCache, LocalEmbedder, as_embedder,
                                         embed_texts, embedder_from_spec)
@@ -70,6 +71,32 @@ def strip_password(uri: str) -> str:
     'postgresql+pgvector://me@db/rag'
     """
     return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1@", uri)
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    import ctypes
+
+    try:
+        return ctypes.CDLL(None).malloc_trim  # glibc
+    except (OSError, AttributeError):
+        return None
+
+
+def release_memory() -> None:
+    """Give the memory an ingestion stage freed back to the operating system.
+
+    Arrow's pool keeps the blocks it frees, and glibc's malloc the free pages
+    of its heaps (one per thread), until asked: without this, each stage's
+    peak stays in the process and adds to the next one's (a 1M-chunk ingestion
+    peaked 400 MB higher; benchmarks/RESULTS.md, RAG).
+    """
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 class Rag:
@@ -392,7 +419,7 @@ class Rag:
             raise VectorStoreError(
                 f"the index of {version.ref} ({version.table}) is no longer in its store",
                 hint=f"it was pruned or dropped; query {version.name}@latest or ingest again")
-        chunks = chunks_from_parquet(self._ws.artifacts.get_bytes(version.chunks_digest))
+        chunks = self._chunk_table(version)
         retriever = Retriever(store, version.table, self._embedder_for(version.embedder),
                               chunks, self._bm25(version, chunks), **self._fusion(version))
         with self._lock:
@@ -435,6 +462,25 @@ class Rag:
         retriever.fusion, retriever.rrf_k = best["fusion"], best["rrf_k"]
         retriever.weights = dict(best["weights"])
         return best
+
+    def _chunk_table_file(self, digest: str) -> Path:
+        return self.home / "chunks" / f"{digest}.arrow"
+
+    def _chunk_table(self, version: CollectionVersion) -> ChunkTable:
+        """The version's chunks, memory-mapped from an Arrow file in the
+        workspace home that ingestion wrote (remade here from
+        ``chunks.parquet`` if missing or not this version's)."""
+        path = self._chunk_table_file(version.chunks_digest)
+        with contextlib.suppress(OSError, ValueError):
+            table = ChunkTable.open(path)
+            if len(table) == version.num_chunks and table.table.schema.equals(chunk_schema()):
+                return table
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="chunks-", dir=path.parent) as tmp:
+            parquet = self._ws.artifacts.get_file(version.chunks_digest,
+                                                  Path(tmp) / "chunks.parquet")
+            write_chunk_table(parquet, path)
+        return ChunkTable.open(path)
 
     def _bm25(self, version: CollectionVersion, chunks: Sequence[Chunk]) -> BM25Index:
         folder = self.home / "bm25" / version.chunks_digest
@@ -1342,6 +1388,7 @@ class _IndexBuild:
         self.queued += len(chunks)
         if len(self.pending) >= self.ing.batch_size:
             self.flush()
+            release_memory()  # the batch's chunks, vectors and Arrow tables
 
     def flush(self) -> None:
         """Embed the pending chunks, delete the stale rows, append the
@@ -1438,6 +1485,7 @@ class _IndexBuild:
             for batch in self._previous_batches():
                 self.queue(chunks_from_arrow(batch))
         self.flush()  # the last batch; with only removals, copies the table and deletes
+        release_memory()
         expected = sum(r.chunks for r in self.records)
         if not expected:
             raise EmptyCorpusError(f"the documents of {ing.name!r} gave no chunks")
@@ -1451,11 +1499,17 @@ class _IndexBuild:
         with open(path, "rb") as fh:
             chunks_digest = hashlib.file_digest(fh, "sha256").hexdigest()
         run.log_artifact(path, "chunks.parquet")
+        table_file = ing.rag._chunk_table_file(chunks_digest)
+        table_file.parent.mkdir(parents=True, exist_ok=True)
+        write_chunk_table(path, table_file)  # what a retriever maps
         # BM25 before the vector index: their peaks of memory come one after the other
+        release_memory()
         ing.progress("index", 0, 2)
         BM25Index().build(indexed_texts(path), ing.rag.home / "bm25" / chunks_digest)
+        release_memory()
         ing.progress("index", 1, 2)
         self.store.optimize(self.table)
+        release_memory()
         ing.progress("index", 2, 2)
         version = CollectionVersion(
             name=ing.name, version=number, created_at=time.time(), run_id=run.id,

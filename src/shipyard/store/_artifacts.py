@@ -11,6 +11,7 @@ with the digest as associated data, so a blob cannot be swapped for another.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import time
@@ -109,13 +110,36 @@ class ArtifactStore:
         return digest
 
     def put_file(self, path: str | os.PathLike) -> str:
-        """Store a local file's content; return its digest."""
+        """Store a local file's content; return its digest. Streams: the file
+        is hashed, then copied (and encrypted) ``CHUNK`` bytes at a time, so
+        memory does not grow with its size."""
         try:
             with open(path, "rb") as fh:
-                data = fh.read()
+                digest = hashlib.file_digest(fh, "sha256").hexdigest()
+                if not self.exists(digest):
+                    fh.seek(0)
+                    self._write_stream(digest, self._sealed_blocks(digest, fh))
         except OSError as exc:
             raise ArtifactError(f"cannot read {path}: {exc.strerror}") from exc
-        return self.put_bytes(data)
+        return digest
+
+    def _sealed_blocks(self, digest: str, fh: BinaryIO) -> Iterator[bytes]:
+        """The blob of a file's content, a block at a time: as :meth:`_seal`
+        makes it (``MAGIC | nonce | ciphertext | tag``, AES-GCM encrypting
+        block by block gives the same bytes as encrypting the whole)."""
+        blocks = iter(lambda: fh.read(CHUNK), b"")
+        if self._aead is None:
+            yield from blocks
+            return
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+        nonce = os.urandom(NONCE_BYTES)
+        encryptor = Cipher(algorithms.AES(self._key), modes.GCM(nonce)).encryptor()
+        encryptor.authenticate_additional_data(digest.encode())
+        yield MAGIC + nonce
+        for block in blocks:
+            yield encryptor.update(block)
+        yield encryptor.finalize() + encryptor.tag
 
     def _seal(self, digest: str, data: bytes) -> bytes:
         if self._aead is None:
@@ -124,18 +148,34 @@ class ArtifactStore:
         return MAGIC + nonce + self._aead.encrypt(nonce, data, digest.encode())
 
     def _write(self, digest: str, payload: bytes) -> None:
+        self._write_stream(digest, [payload])
+
+    def _write_stream(self, digest: str, blocks: Iterable[bytes]) -> None:
+        """Write a blob from its blocks: whole or not at all (a local blob is
+        renamed into place once complete; an object store publishes the object
+        when its upload is closed)."""
         final = self.blob_path(digest)
         try:
             if self.local:
                 os.makedirs(os.path.dirname(final), exist_ok=True)
                 tmp = self._path("tmp", f"{digest}.{uuid.uuid4().hex}.part")
-                with open(tmp, "wb") as fh:
-                    fh.write(payload)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, final)
+                try:
+                    with open(tmp, "wb") as fh:
+                        fh.writelines(blocks)
+                        fh.flush()
+                        os.fsync(fh.fileno())
+                    os.replace(tmp, final)
+                finally:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(tmp)
             else:
-                self.fs.pipe_file(final, payload)
+                try:
+                    with self.fs.open(final, "wb") as fh:
+                        fh.writelines(blocks)
+                except BaseException:  # closing published a part: no blob rather than that
+                    with contextlib.suppress(Exception):
+                        self.fs.rm_file(final)
+                    raise
         except OSError as exc:
             raise ArtifactError(f"cannot write blob {digest} to {self.url}: {exc}") from exc
 
@@ -268,8 +308,12 @@ class ArtifactStore:
         dest = Path(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.part")
-        tmp.write_bytes(self.get_bytes(digest))
-        os.replace(tmp, dest)
+        try:
+            with open(tmp, "wb") as fh:  # verified as it streams (see iter_bytes)
+                fh.writelines(self.iter_bytes(digest))
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
         return dest
 
     # ------------------------------------------------------------- listing
