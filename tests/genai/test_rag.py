@@ -306,8 +306,16 @@ def test_old_versions_are_pruned_and_say_so(rag, corpus):
 
 def test_drop_hides_versions_and_numbering_continues(rag, corpus):
     first = rag.ingest("docs", corpus)
+    rag.query("docs", "API keys")  # builds the query caches
+    shared = rag.ingest("copy", corpus)  # the same chunks: caches of the same digest
+    caches = [rag.home / "chunks" / f"{first.chunks_digest}.arrow",
+              rag.home / "bm25" / first.chunks_digest]
+    assert shared.chunks_digest == first.chunks_digest and all(p.exists() for p in caches)
     assert rag.drop("docs") == 1
     assert not rag.open_store(first.store).exists(first.table)
+    assert all(p.exists() for p in caches)  # "copy" still reads them
+    rag.drop("copy")
+    assert not any(p.exists() for p in caches)
     with pytest.raises(CollectionNotFoundError):
         rag.get("docs")
     assert rag.ingest("docs", corpus).ref == "docs@2"
