@@ -14,8 +14,7 @@ Sources: :class:`CsvSource`, :class:`ParquetSource`, :class:`JsonSource`,
 :func:`as_source`.
 """
 
-import importlib
-from typing import Any
+from shipyard.lazy import lazy_exports
 
 # Names resolve lazily: a caller that only sketches a Parquet file (the
 # monitor's drift path) does not load the dataset store, SQLAlchemy or the
@@ -37,14 +36,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'shipyard.data' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

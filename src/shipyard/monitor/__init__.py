@@ -6,8 +6,7 @@ Names resolve lazily, so ``import shipyard.monitor`` loads no pandas.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from shipyard.lazy import lazy_exports
 
 _EXPORTS = {
     **dict.fromkeys(["AlertRule", "DriftSpec", "MonitorPolicy", "QualitySpec", "WindowSpec",
@@ -33,11 +32,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'shipyard.monitor' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -18,8 +18,7 @@ Heavy imports (FastAPI, pyarrow) happen when these names are first used.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from shipyard.lazy import lazy_exports
 
 _EXPORTS = {
     "create_app": "shipyard.serve._app", "run": "shipyard.serve._app",
@@ -29,11 +28,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'shipyard.serve' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -20,8 +20,7 @@ Names resolve lazily, so ``import shipyard.ui`` loads no FastAPI.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from shipyard.lazy import lazy_exports
 
 _EXPORTS = {
     "create_ui_app": "shipyard.ui._app",
@@ -32,11 +31,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'shipyard.ui' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
