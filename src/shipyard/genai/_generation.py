@@ -246,7 +246,7 @@ class ChatGenerator(Generator):
         return build_messages(question, hits, system_prompt=self.system_prompt)
 
     @abstractmethod
-    def complete(self, messages: list[dict[str, str]], hits: Sequence[Hit]
+    def complete(self, messages: list[dict[str, str]]
                  ) -> tuple[str, dict[str, int] | None]:
         """The model's reply to ``messages`` and its ``{"prompt_tokens",
         "completion_tokens"}`` (None when unknown). Raises
@@ -255,7 +255,7 @@ class ChatGenerator(Generator):
     def generate(self, question: str, hits: Sequence[Hit]) -> Answer:
         if not hits:
             return self._refuse(question, hits, "nothing was retrieved for this question")
-        text, usage = self.complete(self.messages(question, hits), hits)
+        text, usage = self.complete(self.messages(question, hits))
         text = (text or "").strip()
         prompt = self.prompt.ref if self.prompt is not None else None
         if not text:
@@ -355,7 +355,7 @@ class OpenAIChatGenerator(ChatGenerator):
     def _client_(self):
         return openai_client(self)
 
-    def complete(self, messages: list[dict[str, str]], hits: Sequence[Hit]
+    def complete(self, messages: list[dict[str, str]]
                  ) -> tuple[str, dict[str, int] | None]:
         import openai
 

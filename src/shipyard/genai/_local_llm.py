@@ -215,7 +215,7 @@ class LocalChatGenerator(ChatGenerator):
             return self._refuse(question, hits, exc.message)
         return replace(super().generate(question, hits[:used]), hits=tuple(hits))
 
-    def complete(self, messages: list[dict[str, str]], hits: Sequence[Hit]
+    def complete(self, messages: list[dict[str, str]]
                  ) -> tuple[str, dict[str, int] | None]:
         import torch
 
